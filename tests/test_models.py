@@ -1,0 +1,166 @@
+"""zfviz.models against the paper's Fig. 3 numbers and an independent receptive-field measurement."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from zfviz.models import (alexnet_single, build_model, init_kaiming_, init_paper_, layer_table, zfnet)
+
+# Paper facts (shared/notes/paper.md, arXiv v3 Fig. 3).
+ZF_PARAMS = {"conv1": 14_208, "conv2": 614_656, "conv3": 885_120, "conv4": 1_327_488, "conv5": 884_992,
+             "fc6": 37_752_832, "fc7": 16_781_312, "fc8": 4_097_000}
+ZF_RF = {"conv1": (7, 2), "pool1": (11, 4), "conv2": (27, 8), "pool2": (43, 16), "conv3": (75, 16),
+         "conv4": (107, 16), "conv5": (139, 16), "pool5": (171, 32)}
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+@pytest.fixture(scope="module")
+def zf():
+    return zfnet()
+
+
+def test_zfnet_parameter_counts(zf):
+    assert n_params(zf) == 62_357_608
+    for name, count in ZF_PARAMS.items():
+        assert n_params(getattr(zf, name)) == count, name
+
+
+def test_alexnet_single_parameter_count():
+    m = alexnet_single()
+    assert n_params(m) == 62_378_344
+    assert m.conv1.kernel_size == (11, 11) and m.conv1.stride == (4, 4)
+    assert m.conv2.kernel_size == (5, 5) and m.conv2.stride == (1, 1)
+
+
+def test_zfnet_shapes(zf):
+    shapes = {r.name: r.out_shape for r in layer_table(zf)}
+    assert shapes["conv1"] == (96, 110, 110)
+    assert shapes["pool1"] == (96, 55, 55)
+    assert shapes["conv2"] == (256, 26, 26)
+    assert shapes["pool2"] == (256, 13, 13)
+    assert [shapes[f"conv{i}"][1] for i in (3, 4, 5)] == [13, 13, 13]
+    assert shapes["pool5"] == (256, 6, 6)
+    assert zf(torch.zeros(2, 3, 224, 224)).shape == (2, 1000)
+
+
+def test_alexnet_single_pool_sizes():
+    shapes = {r.name: r.out_shape for r in layer_table(alexnet_single())}
+    assert shapes["pool1"] == (96, 27, 27) and shapes["pool5"] == (256, 6, 6)
+
+
+def test_floor_mode_pooling_would_break_fc6(zf):
+    """The paper's 110-55-26-13-6 needs ceil mode; floor mode gives 110-54-25-12-5 (paper note)."""
+    floor = copy.deepcopy(zf)
+    for m in floor.modules():
+        if isinstance(m, nn.MaxPool2d):
+            m.ceil_mode = False
+    x = torch.zeros(1, 3, 224, 224)
+    sizes = []
+    for name, m in floor.named_children():
+        if name == "flatten":
+            break
+        x = m(x)
+        if name.startswith(("conv1", "pool")) or name == "conv2":
+            sizes.append(x.shape[-1])
+    assert sizes == [110, 54, 25, 12, 5]
+    with pytest.raises(RuntimeError):
+        floor(torch.zeros(1, 3, 224, 224))
+
+
+def test_receptive_fields_match_paper(zf):
+    table = {r.name: (r.receptive_field, r.jump) for r in layer_table(zf)}
+    for name, rf in ZF_RF.items():
+        assert table[name] == rf, name
+
+
+@pytest.mark.parametrize("layer", ["conv1", "conv2", "conv3", "conv5"])
+def test_receptive_field_measured_by_gradient(layer):
+    """Independent check: the input pixels that reach one central unit, found by autograd.
+    Max pools route gradient to one pixel only, so they are swapped for average pools of the
+    same geometry (which has the same receptive field); weights are made positive so nothing cancels."""
+    m = zfnet(num_classes=2, width=0.125)
+    table = {r.name: r for r in layer_table(m)}
+    with torch.no_grad():
+        for p in m.parameters():
+            p.abs_().add_(1e-3)
+    layers = []
+    for name, mod in m.named_children():
+        if isinstance(mod, nn.MaxPool2d):
+            mod = nn.AvgPool2d(3, 2, ceil_mode=True)
+        layers.append(mod)
+        if name == layer:
+            break
+    net = nn.Sequential(*layers)
+    x = torch.zeros(1, 3, 224, 224, requires_grad=True)
+    y = net(x)
+    c = y.shape[-1] // 2
+    y[0, 0, c, c].backward()
+    rows = torch.nonzero(x.grad[0].abs().sum(0).sum(1)).flatten()
+    cols = torch.nonzero(x.grad[0].abs().sum(0).sum(0)).flatten()
+    rf = table[layer].receptive_field
+    assert rows.max() - rows.min() + 1 == rf
+    assert cols.max() - cols.min() + 1 == rf
+
+
+def test_width_scales_every_layer():
+    m = zfnet(num_classes=10, width=0.25, input_size=112)
+    assert [getattr(m, f"conv{i}").out_channels for i in range(1, 6)] == [24, 64, 96, 96, 64]
+    assert m.fc6.out_features == 1024 and m.fc7.out_features == 1024 and m.fc8.out_features == 10
+    assert m.fc6.in_features == 64 * 3 * 3          # 112 px -> pool5 3x3
+    assert m(torch.zeros(3, 3, 112, 112)).shape == (3, 10)
+
+
+def test_children_in_forward_order_and_not_inplace(zf):
+    names = [n for n, _ in zf.named_children()]
+    assert names[:8] == ["conv1", "relu1", "pool1", "norm1", "conv2", "relu2", "pool2", "norm2"]
+    assert names[-3:] == ["relu7", "drop7", "fc8"]
+    for m in zf.modules():
+        if isinstance(m, nn.ReLU):
+            assert not m.inplace
+        if isinstance(m, nn.MaxPool2d):
+            assert m.ceil_mode and m.kernel_size == 3 and m.stride == 2
+        if isinstance(m, nn.Dropout):
+            assert m.p == 0.5
+
+
+def test_paper_initialisation():
+    m = zfnet(num_classes=10, width=0.5, input_size=112)
+    init_paper_(m)
+    w = torch.cat([p.flatten() for n, p in m.named_parameters() if n.endswith("weight")])
+    b = torch.cat([p.flatten() for n, p in m.named_parameters() if n.endswith("bias")])
+    assert abs(w.std().item() - 0.01) < 2e-4 and abs(w.mean().item()) < 1e-4
+    assert torch.count_nonzero(b) == 0
+    init_kaiming_(m)
+    fan_in = m.conv2.in_channels * 25
+    assert abs(m.conv2.weight.std().item() - (2 / fan_in) ** 0.5) < 0.05 * (2 / fan_in) ** 0.5
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"width": 0}, "width must be a number > 0"),
+    ({"width": -0.5}, "width must be a number > 0"),
+    ({"width": "big"}, "width must be a number > 0"),
+    ({"num_classes": 0}, "num_classes must be a positive int"),
+    ({"input_size": 40}, "input_size=40 is too small for zfnet.*smallest input it accepts is 63"),
+    ({"input_size": 62}, "too small"),
+    ({"input_size": 112.0}, "input_size must be a positive int"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        zfnet(**kwargs)
+
+
+def test_smallest_input_is_accepted():
+    assert zfnet(num_classes=3, width=0.1, input_size=63)(torch.zeros(1, 3, 63, 63)).shape == (1, 3)
+    with pytest.raises(ValueError, match="smallest input it accepts is 51"):
+        alexnet_single(input_size=50)
+
+
+def test_build_model_by_name():
+    assert build_model("alexnet_single", 5, 0.1, 112).config == {
+        "arch": "alexnet_single", "num_classes": 5, "width": 0.1, "input_size": 112}
+    with pytest.raises(ValueError, match="unknown architecture 'vgg'.*alexnet_single.*zfnet"):
+        build_model("vgg")

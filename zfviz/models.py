@@ -1,0 +1,227 @@
+"""The networks of Zeiler & Fergus (2014), Fig. 3, as plain ``nn.Sequential`` models.
+
+Explained in the chapter "The network" (book/network.ipynb).
+
+Every layer is a named child in forward order -- ``conv1, relu1, pool1, norm1, conv2, ...`` -- and
+no ReLU is in-place, so forward hooks see each stage and the deconvnet (``zfviz.deconv``) can walk
+the network backwards. Departures from the paper are named where they happen.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["zfnet", "alexnet_single", "build_model", "init_paper_", "init_kaiming_",
+           "layer_table", "LayerInfo", "ARCHITECTURES", "load_teaching_zfnet"]
+
+# (name, out_channels, kernel, stride, padding, pool after?, norm after?) for the five conv layers.
+# ZF Fig. 3: 7x7/2 first layer, 5x5/2 second (their fix for AlexNet's aliasing, Sec. 4.1).
+_ZF_CONVS = [(96, 7, 2, 1, True, True), (256, 5, 2, 0, True, True),
+             (384, 3, 1, 1, False, False), (384, 3, 1, 1, False, False), (256, 3, 1, 1, True, False)]
+# Krizhevsky et al. (2012) as ZF re-trained it: one dense tower, 11x11/4 then 5x5/1. The padding
+# (2 and 2) is the one that gives the 55 -> 27 maps ZF describe.
+_ALEX_CONVS = [(96, 11, 4, 2, True, True), (256, 5, 1, 2, True, True),
+               (384, 3, 1, 1, False, False), (384, 3, 1, 1, False, False), (256, 3, 1, 1, True, False)]
+
+
+def _scaled(n: int, width: float) -> int:
+    return max(1, int(round(n * width)))
+
+
+def _check_args(num_classes, width, input_size) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"width must be a number > 0 (1.0 is the paper's size), got {width!r}")
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+        raise ValueError(f"input_size must be a positive int (224 in the paper), got {input_size!r}")
+
+
+def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def _pool_out(size: int, kernel: int = 3, stride: int = 2) -> int:
+    # ceil mode, as cuda-convnet/Caffe: a window may hang over the bottom/right edge,
+    # but PyTorch drops a last window that would start outside the input.
+    out = math.ceil((size - kernel) / stride) + 1
+    if (out - 1) * stride >= size:
+        out -= 1
+    return out
+
+
+def _final_size(convs, size: int) -> int | None:
+    """Spatial side after the last pooling layer, or None when some layer runs out of input."""
+    for _, k, s, p, pool, _ in convs:
+        if size + 2 * p < k:
+            return None
+        size = _conv_out(size, k, s, p)
+        if pool:
+            if size < 3:
+                return None
+            size = _pool_out(size)
+    return size
+
+
+def _build(convs, arch: str, num_classes: int, width: float, input_size: int) -> nn.Sequential:
+    _check_args(num_classes, width, input_size)
+    side = _final_size(convs, input_size)
+    if side is None:
+        smallest = next(n for n in range(1, 1024) if _final_size(convs, n))
+        raise ValueError(f"input_size={input_size} is too small for {arch}: the feature maps shrink to "
+                         f"nothing before fc6; the smallest input it accepts is {smallest} (224 in the paper)")
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    in_ch = 3
+    for i, (out, k, s, p, pool, norm) in enumerate(convs, start=1):
+        out = _scaled(out, width)
+        layers[f"conv{i}"] = nn.Conv2d(in_ch, out, k, stride=s, padding=p)
+        layers[f"relu{i}"] = nn.ReLU()  # never inplace=True: hooks and the deconvnet need the input
+        if pool:
+            layers[f"pool{i}"] = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        if norm:
+            # "Contrast normalisation across feature maps": ZF give no constants, so we use AlexNet's
+            # (size 5, alpha 1e-4, beta 0.75, k 2). Note PyTorch, like Caffe, divides alpha by size.
+            layers[f"norm{i}"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+        in_ch = out
+    hidden = _scaled(4096, width)
+    layers["flatten"] = nn.Flatten()
+    layers["fc6"] = nn.Linear(in_ch * side * side, hidden)
+    layers["relu6"] = nn.ReLU()
+    layers["drop6"] = nn.Dropout(0.5)
+    layers["fc7"] = nn.Linear(hidden, hidden)
+    layers["relu7"] = nn.ReLU()
+    layers["drop7"] = nn.Dropout(0.5)
+    layers["fc8"] = nn.Linear(hidden, num_classes)  # softmax lives in the loss (cross-entropy)
+    model = nn.Sequential(layers)
+    # What the network was built with: checkpoints store it, layer_table reads input_size from it.
+    model.config = {"arch": arch, "num_classes": num_classes, "width": float(width), "input_size": input_size}
+    init_paper_(model)
+    return model
+
+
+def zfnet(num_classes: int = 1000, width: float = 1.0, input_size: int = 224) -> nn.Sequential:
+    """ZFNet (Zeiler & Fergus 2014, Fig. 3) as one ``nn.Sequential``.
+
+    Explained in the chapter "The network" (book/network.ipynb).
+
+    Args:
+        num_classes: size of the final layer (1000 for ImageNet).
+        width: multiplies every conv and FC width (96, 256, 384, 384, 256, 4096); 1.0 is the paper's
+            net, 0.25 the book's teaching net.
+        input_size: side of the square input, which sets fc6's fan-in (224 in the paper -> 6x6x256).
+
+    Input ``(N, 3, input_size, input_size)``, per-pixel mean subtracted; output logits ``(N, num_classes)``.
+    At the defaults the net has 62,357,608 parameters and conv outputs of 110, 26, 13, 13, 13.
+    Weights start as the paper's: N(0, 0.01^2), biases 0 (see ``init_paper_``).
+    """
+    return _build(_ZF_CONVS, "zfnet", num_classes, width, input_size)
+
+
+def alexnet_single(num_classes: int = 1000, width: float = 1.0, input_size: int = 224) -> nn.Sequential:
+    """Krizhevsky et al.'s net as ZF re-trained it: one dense tower, conv1 11x11 stride 4, conv2 5x5 stride 1.
+
+    Explained in the chapters "The network" and "Architecture selection" (§4.1).
+    Same arguments and layer names as :func:`zfnet`; 62,378,344 parameters at the defaults.
+    """
+    return _build(_ALEX_CONVS, "alexnet_single", num_classes, width, input_size)
+
+
+ARCHITECTURES = {"zfnet": zfnet, "alexnet_single": alexnet_single}
+
+
+def build_model(arch: str, num_classes: int = 1000, width: float = 1.0, input_size: int = 224) -> nn.Sequential:
+    """Build a network by name (``"zfnet"`` or ``"alexnet_single"``); used by checkpoints.
+
+    Explained in the chapter "The network".
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](num_classes=num_classes, width=width, input_size=input_size)
+
+
+@torch.no_grad()
+def init_paper_(model: nn.Module, std: float = 0.01) -> nn.Module:
+    """The paper's initialisation (§3): every weight N(0, std^2) with std = 0.01, every bias 0.
+
+    Explained in the chapter "The network" (and why it stalls a narrow net, in "Training ZFNet").
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.weight.normal_(0.0, std)
+            m.bias.zero_()
+    return model
+
+
+@torch.no_grad()
+def init_kaiming_(model: nn.Module) -> nn.Module:
+    """He et al. (2015) initialisation, N(0, 2/fan_in), biases 0: the book's departure for narrow nets.
+
+    With std 0.01 a width-0.25 ZFNet shrinks its signal about 4x per layer (0.01*sqrt(fan_in) ~ 0.25),
+    so the logits start near zero and gradients vanish; scaling by fan-in keeps it near 1.
+    Explained in the chapter "The network" (and measured in "Training ZFNet").
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            m.bias.zero_()
+    return model
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One row of :func:`layer_table`: a module's output shape, receptive field and jump (in pixels)."""
+    name: str
+    kind: str
+    out_shape: tuple[int, int, int]
+    params: int
+    receptive_field: int
+    jump: int
+
+
+def layer_table(model: nn.Module, input_size: int | None = None) -> list[LayerInfo]:
+    """Walk the model's children in order; output shape, parameters, receptive field and jump of each.
+
+    Explained in the chapter "The network". Receptive field r and jump j follow the usual recursion
+    r <- r + (k - 1) * j, j <- j * s for every conv or pool with kernel k and stride s; ReLU and
+    contrast normalisation change neither. Shapes come from a real forward pass of a zero image.
+    """
+    if not any(isinstance(m, nn.Conv2d) for m in model.children()):
+        raise ValueError("the model has no Conv2d child; layer_table walks conv networks only")
+    if input_size is None:
+        input_size = getattr(model, "config", {}).get("input_size", 224)
+    rows = []
+    r, j = 1, 1
+    x = torch.zeros(1, 3, input_size, input_size)
+    with torch.no_grad():
+        for name, m in model.named_children():
+            x = m(x)
+            if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+                k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+                s = m.stride if isinstance(m.stride, int) else m.stride[0]
+                r, j = r + (k - 1) * j, j * s
+            shape = tuple(x.shape[1:])
+            rows.append(LayerInfo(name, type(m).__name__, shape, sum(p.numel() for p in m.parameters()),
+                                  r if x.dim() == 4 else 0, j if x.dim() == 4 else 0))
+    return rows
+
+
+TEACHING_WEIGHTS = "weights/zfnet_teaching.pt"
+
+
+def load_teaching_zfnet():
+    """The book's trained teaching-scale ZFNet: ``(model, preprocess)``, model in eval mode.
+
+    Explained in the chapter "The network". Width 0.25 (24-64-96-96-64 maps, 1024-unit FC layers),
+    112x112 input, 10 clip-art classes; trained on 2 CPU cores by ``python -m zfviz.train`` (the
+    command, seed and accuracies are in ``data/weights/zfnet_teaching.json``). The file is checked
+    against data/MANIFEST.tsv (sha256) and loaded with ``torch.load(weights_only=True)``.
+    ``preprocess`` maps images in [0, 1] to the network's input (see ``zfviz.data.Preprocess``).
+    """
+    from .data import verify
+    from .train import load_checkpoint
+    model, preprocess, _ = load_checkpoint(verify(TEACHING_WEIGHTS))
+    return model.eval(), preprocess.eval()
