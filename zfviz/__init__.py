@@ -1,0 +1,10 @@
+"""zfviz: the companion package of the ZFNet book (Zeiler & Fergus 2014, arXiv:1311.2901 v3).
+
+Modules mirror the paper: ``models`` (§2, Fig. 3), ``data`` (offline data sets), ``train`` (§3),
+``plotting`` (figures). Each public function's docstring names the chapter that explains it.
+"""
+from . import data, models, plotting, train
+from .models import alexnet_single, load_teaching_zfnet, zfnet
+
+__version__ = "0.1.0"
+__all__ = ["data", "models", "plotting", "train", "zfnet", "alexnet_single", "load_teaching_zfnet"]
