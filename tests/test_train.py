@@ -1,0 +1,122 @@
+"""zfviz.train: filter renormalisation, checkpoints (round trip, corruption, wrong architecture), resume."""
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from zfviz.data import Preprocess
+from zfviz.models import alexnet_single, zfnet
+from zfviz.train import (CheckpointError, TrainConfig, load_checkpoint, pick_device, renormalize_filters_,
+                         save_checkpoint, train)
+
+
+def test_renormalize_filters_caps_rms_at_threshold():
+    m = zfnet(num_classes=4, width=0.125, input_size=64)
+    with torch.no_grad():
+        m.conv1.weight.normal_(0, 0.3)          # RMS ~0.3: every filter is over the cap
+        m.conv2.weight.normal_(0, 0.01)         # RMS ~0.01: none is
+    before2 = m.conv2.weight.clone()
+    n = renormalize_filters_(m, 0.1)
+    rms1 = m.conv1.weight.pow(2).mean((1, 2, 3)).sqrt()
+    assert n >= m.conv1.out_channels
+    assert torch.allclose(rms1, torch.full_like(rms1, 0.1), atol=1e-6)
+    assert torch.equal(m.conv2.weight, before2)
+    assert renormalize_filters_(m, 0.1) == 0    # idempotent
+
+
+def small_model():
+    return zfnet(num_classes=3, width=0.125, input_size=64)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    m = small_model()
+    pre = Preprocess(torch.rand(3, 64, 64), torch.tensor([0.2, 0.3, 0.4]))
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    m(torch.rand(2, 3, 64, 64)).sum().backward()
+    opt.step()
+    digest = save_checkpoint(tmp_path / "c.pt", m, pre, opt, epoch=7, classes=["a", "b", "c"])
+    assert (tmp_path / "c.pt.sha256").read_text().split()[0] == digest
+    m2, pre2, state = load_checkpoint(tmp_path / "c.pt")
+    assert m2.config == m.config and state["epoch"] == 7 and state["info"]["classes"] == ["a", "b", "c"]
+    for (k, a), (_, b) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), k
+    x = torch.rand(2, 3, 64, 64)
+    m.eval(), m2.eval()
+    assert torch.equal(m(pre(x)), m2(pre2(x)))
+    assert state["optimizer"]["state"][0]["momentum_buffer"].shape == m.conv1.weight.shape
+    assert not list(tmp_path.glob("*.tmp"))     # the atomic write left nothing behind
+
+
+def test_corrupt_checkpoint_is_detected(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", small_model())
+    raw = bytearray((tmp_path / "c.pt").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (tmp_path / "c.pt").write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="is corrupt: sha256"):
+        load_checkpoint(tmp_path / "c.pt")
+    # Without a recorded hash a flipped byte inside tensor data goes unnoticed (torch does not
+    # check the zip's CRCs), which is why checkpoints carry a sha256; a truncated file still fails.
+    (tmp_path / "c.pt.sha256").unlink()
+    (tmp_path / "c.pt").write_bytes(bytes(raw[: len(raw) // 2]))
+    with pytest.raises(CheckpointError, match="cannot be read safely"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_checkpoint_for_another_architecture(tmp_path):
+    save_checkpoint(tmp_path / "zf.pt", small_model())
+    with pytest.raises(CheckpointError, match="is for .*'arch': 'zfnet'.*but the model is .*alexnet_single"):
+        load_checkpoint(tmp_path / "zf.pt", alexnet_single(num_classes=3, width=0.125, input_size=64))
+    with pytest.raises(CheckpointError, match="but the model is"):
+        load_checkpoint(tmp_path / "zf.pt", zfnet(num_classes=5, width=0.125, input_size=64))
+
+
+class Boom:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_checkpoint_with_code_is_refused(tmp_path):
+    with open(tmp_path / "evil.pt", "wb") as f:
+        torch.save({"format": "zfviz-checkpoint-1", "x": Boom()}, f, pickle_module=pickle)
+    with pytest.raises(CheckpointError, match="cannot be read safely"):
+        load_checkpoint(tmp_path / "evil.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a zfviz checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_pick_device():
+    assert pick_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            pick_device("cuda")
+
+
+@pytest.mark.parametrize("kwargs, match", [({"init": "xavier"}, "init must be 'paper' or 'kaiming'"),
+                                           ({"epochs": 0}, "epochs must be a positive int"),
+                                           ({"lr": 0}, "lr must be > 0")])
+def test_bad_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def tiny(tmp_path, name, epochs):
+    return TrainConfig(width=0.0625, image_size=64, renders=1, epochs=epochs, batch_size=64,
+                       out=str(tmp_path / name), seed=3)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    straight = train(tiny(tmp_path, "a", 2), progress=False)
+    train(tiny(tmp_path, "b", 1), progress=False)
+    resumed = train(tiny(tmp_path, "b", 2), resume=tmp_path / "b" / "last.pt", progress=False)
+    for (k, a), (_, b) in zip(straight["model"].state_dict().items(), resumed["model"].state_dict().items()):
+        assert torch.equal(a, b), k
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert resumed["history"][1]["train_loss"] == straight["history"][1]["train_loss"]
+    # The recipe's invariant holds after training: no conv filter above RMS 0.1.
+    for m in straight["model"].modules():
+        if isinstance(m, nn.Conv2d):
+            assert m.weight.pow(2).mean((1, 2, 3)).sqrt().max() <= 0.1 + 1e-6
