@@ -1,0 +1,454 @@
+"""zfviz.deconv against independent computations: autograd with the deconvnet's ReLU rule, a hand-worked
+collision, a transposed convolution, receptive fields, brute-force top-k, and Captum's NeuronDeconvolution.
+
+Small random networks (width 0.125, He init so signals keep their scale) keep the whole file fast.
+"""
+import copy
+import inspect
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from zfviz import deconv
+from zfviz.data import Preprocess
+from zfviz.deconv import (backprop, filter_down, guided_backprop, project, receptive_field_box, rectify,
+                          top_activations, unpool)
+from zfviz.models import alexnet_single, init_kaiming_, layer_table, zfnet
+
+LAYERS = [1, 2, 3, 4, 5]
+ARCHS = {"zfnet": zfnet, "alexnet_single": alexnet_single}
+
+
+def small(arch="zfnet", input_size=112, seed=0):
+    torch.manual_seed(seed)
+    return init_kaiming_(ARCHS[arch](10, 0.125, input_size)).eval()
+
+
+def images(n=2, size=112, seed=1):
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def features(model, x, layer):
+    """relu{layer}'s output, by running the children in order (independent of zfviz.deconv)."""
+    for name, m in model.named_children():
+        x = m(x)
+        if name == f"relu{layer}":
+            return x
+    raise AssertionError(f"no relu{layer}")
+
+
+def strong_channel(model, x, layer):
+    """A channel whose maximum is positive in every image, so a projection cannot be trivially zero."""
+    with torch.no_grad():
+        peaks = features(model, x, layer).amax(dim=(2, 3)).min(dim=0).values   # (C,)
+    assert peaks.max() > 0
+    return int(peaks.argmax())
+
+
+def close(actual, expected, rtol=1e-5):
+    """Max abs difference within rtol of the expected map's largest value (which must be nonzero)."""
+    scale = expected.abs().max()
+    assert scale > 0
+    assert (actual - expected).abs().max() <= rtol * scale, float((actual - expected).abs().max() / scale)
+
+
+# ---------------------------------------------------------------- autograd with a replaced ReLU backward
+
+class DeconvReLU(torch.autograd.Function):
+    """ReLU forward; backward rectifies the incoming signal and ignores the forward mask (ZF)."""
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clamp(min=0)
+
+
+class GuidedReLU(torch.autograd.Function):
+    """ReLU forward; backward keeps the forward mask AND rectifies the signal (Springenberg et al.)."""
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad.clamp(min=0) * (x > 0)
+
+
+class LRNForwardOnly(torch.autograd.Function):
+    """Contrast normalisation in the forward pass (same switches as the real net), identity backward."""
+    @staticmethod
+    def forward(ctx, x, lrn):
+        return lrn(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class Apply(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def twin(model, relu_fn):
+    """The same network for autograd: LRN forward-only, every ReLU replaced by relu_fn (None: keep)."""
+    net = copy.deepcopy(model)
+    for name, m in net.named_children():
+        if isinstance(m, nn.LocalResponseNorm):
+            setattr(net, name, Apply(lambda x, lrn=m: LRNForwardOnly.apply(x, lrn)))
+        elif isinstance(m, nn.ReLU) and relu_fn is not None:
+            setattr(net, name, Apply(relu_fn.apply))
+    return net
+
+
+def autograd_projection(model, x, layer, channel, relu_fn):
+    """Seed relu{layer}'s output with the chosen activation's value at each image's argmax; input gradient."""
+    x = x.clone().requires_grad_(True)
+    fmap = features(twin(model, relu_fn), x, layer)                    # (N, C, H, W)
+    with torch.no_grad():
+        assert torch.equal(fmap, features(model, x, layer))            # twin's forward is the real one
+    seed = torch.zeros_like(fmap)
+    flat = fmap[:, channel].detach().flatten(1)
+    where = flat.argmax(dim=1)
+    rows = torch.arange(len(x))
+    seed[:, channel].view(len(x), -1)[rows, where] = flat[rows, where]
+    return torch.autograd.grad(fmap, x, seed)[0]
+
+
+def has_collisions(switches):
+    s = switches.flatten(2).sort(dim=2).values
+    return bool((s[..., 1:] == s[..., :-1]).any())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("layer", LAYERS)
+def test_project_equals_autograd_with_deconvnet_relu(arch, layer):
+    model, x = small(arch), images()
+    c = strong_channel(model, x, layer)
+    expected = autograd_projection(model, x, layer, c, DeconvReLU)
+    close(project(model, x, layer, c), expected)
+
+
+def test_the_equivalence_test_exercises_colliding_switches():
+    # With 3x3/2 pooling two windows often pick the same maximum; the autograd oracle sums them.
+    model, x = small(), images()
+    with torch.no_grad():
+        _, switches = F.max_pool2d(features(model, x, 1), 3, 2, ceil_mode=True, return_indices=True)
+    assert has_collisions(switches)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_backprop_and_guided_backprop_equal_autograd(layer):
+    model, x = small(), images()
+    c = strong_channel(model, x, layer)
+    close(backprop(model, x, layer, c), autograd_projection(model, x, layer, c, None))
+    close(guided_backprop(model, x, layer, c), autograd_projection(model, x, layer, c, GuidedReLU))
+
+
+def test_the_three_methods_differ_only_where_the_relu_rule_matters():
+    model, x = small(), images()
+    c = strong_channel(model, x, 1)
+    # One conv below the unit and the seed is positive: every rule passes it unchanged.
+    close(backprop(model, x, 1, c), project(model, x, 1, c))
+    close(guided_backprop(model, x, 1, c), project(model, x, 1, c))
+    c = strong_channel(model, x, 3)
+    assert not torch.allclose(project(model, x, 3, c), backprop(model, x, 3, c))
+
+
+# ---------------------------------------------------------------- layer 1 and the three steps by hand
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("size", [111, 112])
+def test_layer1_projection_is_a_transposed_convolution(arch, size):
+    model, x = small(arch, 112), images(2, size)
+    c = strong_channel(model, x, 1)
+    with torch.no_grad():
+        fmap = model.relu1(model.conv1(x))
+        iso = torch.zeros_like(fmap)
+        for n in range(len(x)):
+            y, xx = divmod(int(fmap[n, c].argmax()), fmap.shape[-1])
+            iso[n, c, y, xx] = fmap[n, c, y, xx]
+        conv = model.conv1
+        full = F.conv_transpose2d(iso, conv.weight, stride=conv.stride, padding=conv.padding)
+    # A strided conv ignores the last rows/columns it cannot reach: they get zero.
+    expected = F.pad(full, (0, size - full.shape[-1], 0, size - full.shape[-2]))
+    assert expected.shape == x.shape
+    close(project(model, x, 1, c), expected)
+
+
+def test_unpool_sums_two_pooled_values_that_share_a_switch():
+    # 5x5 input, 3x3 windows with stride 2: the windows over rows 0-2 and rows 2-4 (both on columns
+    # 0-2) both pick the 9 at (2, 1). Worked by hand:
+    x = torch.tensor([[0., 0., 0., 0., 5.],
+                      [0., 0., 0., 0., 0.],
+                      [0., 9., 0., 0., 0.],
+                      [0., 0., 0., 0., 0.],
+                      [0., 0., 0., 0., 7.]]).view(1, 1, 5, 5)
+    pooled, switches = F.max_pool2d(x, 3, 2, return_indices=True)
+    assert pooled.flatten().tolist() == [9., 5., 9., 7.]
+    assert switches.flatten().tolist() == [11, 4, 11, 24]                  # 11 = 2 * 5 + 1, twice
+    signal = torch.tensor([[1., 2.], [3., 4.]]).view(1, 1, 2, 2)
+    expected = torch.tensor([[0., 0., 0., 0., 2.],
+                             [0., 0., 0., 0., 0.],
+                             [0., 4., 0., 0., 0.],                          # 1 + 3 at the shared switch
+                             [0., 0., 0., 0., 0.],
+                             [0., 0., 0., 0., 4.]]).view(1, 1, 5, 5)
+    assert torch.equal(unpool(signal, switches, (5, 5)), expected)
+    # ... which is what max-pooling's backward pass does.
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.max_pool2d(x, 3, 2), x, signal)
+    assert torch.equal(grad, expected)
+
+
+def test_rectify_and_filter_down_by_hand():
+    assert rectify(torch.tensor([-2., 0., 3.])).tolist() == [0., 0., 3.]
+    conv = nn.Conv2d(1, 1, 2, stride=2, bias=True)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[[[1., 2.], [3., 4.]]]]))
+        conv.bias.fill_(100.)                                              # must not appear
+    signal = torch.tensor([[[[1., 0.], [0., 10.]]]])                      # from a 5x5 input: 2x2 out
+    out = filter_down(signal, conv, (5, 5))
+    expected = torch.tensor([[1., 2., 0., 0., 0.],
+                             [3., 4., 0., 0., 0.],
+                             [0., 0., 10., 20., 0.],
+                             [0., 0., 30., 40., 0.],
+                             [0., 0., 0., 0., 0.]]).view(1, 1, 5, 5)
+    assert torch.equal(out, expected)
+
+
+# ---------------------------------------------------------------- receptive fields
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("layer", LAYERS)
+def test_projection_is_zero_outside_the_receptive_field(arch, layer):
+    model, x = small(arch), images()
+    with torch.no_grad():
+        fmap = features(model, x, layer)
+    h, w = fmap.shape[-2:]
+    for pos in [(0, 0), (h // 2, w - 1)]:
+        c = int(fmap[:, :, pos[0], pos[1]].min(dim=0).values.argmax())      # active in both images
+        assert fmap[:, c, pos[0], pos[1]].min() > 0
+        proj = project(model, x, layer, c, position=pos).abs().sum(dim=1)   # (N, H, W)
+        y0, x0, y1, x1 = receptive_field_box(model, layer, pos, 112)
+        inside = torch.zeros(112, 112, dtype=torch.bool)
+        inside[y0:y1, x0:x1] = True
+        assert proj[:, inside].amax(dim=1).min() > 0
+        assert proj[:, ~inside].max() == 0
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_receptive_field_box_agrees_with_layer_table_for_interior_units(arch):
+    torch.manual_seed(0)
+    model = ARCHS[arch](10, 0.125, 224)
+    table = {row.name: row for row in layer_table(model)}
+    for layer in LAYERS:
+        side = table[f"relu{layer}"].out_shape[-1]
+        y0, x0, y1, x1 = receptive_field_box(model, layer, (side // 2, side // 2), 224)
+        assert y1 - y0 == x1 - x0 == table[f"relu{layer}"].receptive_field
+        assert 0 < y0 and y1 < 224
+    if arch == "zfnet":   # the paper's numbers (shared notes): 7, 27, 75, 107, 139
+        assert [receptive_field_box(model, L, (6, 6), 224)[2] - receptive_field_box(model, L, (6, 6), 224)[0]
+                for L in LAYERS] == [7, 27, 75, 107, 139]
+
+
+def test_receptive_field_box_by_hand():
+    model = zfnet(10, 0.125, 112)
+    # conv1 7x7/2 pad 1: unit y covers rows 2y-1 .. 2y+5, clipped at the top.
+    assert receptive_field_box(model, 1, (0, 0), 112) == (0, 0, 6, 6)
+    assert receptive_field_box(model, 1, (1, 3), 112) == (1, 5, 8, 12)
+    # conv2 5x5/2 over pool1 3x3/2 over conv1: unit 1 -> pool1 rows 2..6 -> conv1 rows 4..14 -> pixels 7..33.
+    assert receptive_field_box(model, 2, (1, 1), 112) == (7, 7, 34, 34)
+    assert receptive_field_box(model, 2, (1, 2), (112, 40)) == (7, 15, 34, 40)      # pixels 15..41, clipped
+
+
+# ---------------------------------------------------------------- top activations
+
+@pytest.fixture(scope="module")
+def clipart_like():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(40, 3, 64, 64, generator=g)
+    x[19] = x[3]               # an exact tie: same place in two full batches of 16, lower index first
+    return TensorDataset(x, torch.randint(0, 10, (40,), generator=g))
+
+
+def brute_force_top(model, dataset, layer, k, preprocess):
+    rows = []                                                              # (value, index, y, x) per channel
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            fmap = features(model, preprocess(dataset[i][0][None]), layer)[0]    # (C, H, W)
+            for c in range(fmap.shape[0]):
+                flat = fmap[c].flatten()
+                j = int(flat.argmax())
+                rows.append((c, float(flat[j]), i, j // fmap.shape[-1], j % fmap.shape[-1]))
+    out = []
+    for c in range(max(r[0] for r in rows) + 1):
+        mine = sorted((r for r in rows if r[0] == c), key=lambda r: (-r[1], r[2]))[:k]
+        out.append(mine)
+    return out
+
+
+@pytest.mark.parametrize("layer", [2, 5])
+def test_top_activations_equal_brute_force(clipart_like, layer):
+    model = small("zfnet", 64)
+    pre = Preprocess.fit(clipart_like.tensors[0])
+    top = top_activations(model, clipart_like, layer, k=9, batch_size=16, preprocess=pre)
+    expected = brute_force_top(model, clipart_like, layer, 9, pre)
+    c = getattr(model, f"conv{layer}").out_channels
+    assert top.values.shape == top.indices.shape == (c, 9) and top.positions.shape == (c, 9, 2)
+    assert torch.allclose(top.values, torch.tensor([[r[1] for r in e] for e in expected]), rtol=1e-5, atol=1e-6)
+    assert top.indices.tolist() == [[r[2] for r in e] for e in expected]
+    assert top.positions.tolist() == [[[r[3], r[4]] for r in e] for e in expected]
+    assert all(len(set(row)) == 9 for row in top.indices.tolist())
+    assert (top.values[:, :-1] >= top.values[:, 1:]).all()
+
+
+def test_top_activations_ties_and_channel_subset(clipart_like):
+    model = small("zfnet", 64)
+    top = top_activations(model, clipart_like, 2, k=40, batch_size=16)
+    # Image 19 is image 3: equal values, so 3 ranks before 19 in every feature map, directly before it
+    # where the value is positive. Equal values (many zeros: unit off in that image) keep index order.
+    for values, row in zip(top.values.tolist(), top.indices.tolist()):
+        a, b = row.index(3), row.index(19)
+        assert values[a] == values[b] and (b == a + 1 or values[a] == 0)
+        assert all(i < j for v, w, i, j in zip(values, values[1:], row, row[1:]) if v == w)
+    assert (top.values == 0).sum() > 40 and (top.values[top.indices == 3] > 0).any()   # both cases occur
+    chosen = top.values[:, 0].argsort(descending=True)[:2].flip(0).tolist()   # two live maps, in a new order
+    sub = top_activations(model, clipart_like, 2, k=5, channels=chosen, batch_size=7)
+    assert torch.equal(sub.indices, top.indices[chosen, :5])
+    assert torch.equal(sub.positions, top.positions[chosen, :5])
+    close(sub.values, top.values[chosen, :5])
+
+
+def test_top_activation_feeds_project_and_receptive_field_box(clipart_like):
+    model = small("zfnet", 64)
+    top = top_activations(model, clipart_like, 3, k=1, channels=[4])
+    i, pos = int(top.indices[0, 0]), top.positions[0, 0]
+    x = clipart_like.tensors[0][i:i + 1]
+    assert torch.equal(project(model, x, 3, 4), project(model, x, 3, 4, position=pos))
+    y0, x0, y1, x1 = receptive_field_box(model, 3, pos, 64)
+    assert 0 <= y0 < y1 <= 64 and 0 <= x0 < x1 <= 64
+
+
+# ---------------------------------------------------------------- Captum
+
+@pytest.mark.filterwarnings("ignore:.*(require gradients|backward hooks on ReLU).*:UserWarning")
+@pytest.mark.parametrize("layer", LAYERS)
+def test_project_matches_captum_neuron_deconvolution(layer):
+    captum_attr = pytest.importorskip("captum.attr")
+    model = small("zfnet", 64)
+    for name, m in list(model.named_children()):
+        if isinstance(m, nn.LocalResponseNorm):
+            setattr(model, name, nn.Identity())     # Captum would backpropagate through LRN; ZF skip it
+    x = images(2, 64)
+    c = strong_channel(model, x, layer)
+    ours = project(model, x, layer, c)
+    with torch.no_grad():
+        fmap = features(model, x, layer)[:, c]                             # (N, H, W)
+    for n in range(len(x)):
+        y, xx = divmod(int(fmap[n].argmax()), fmap.shape[-1])
+        theirs = captum_attr.NeuronDeconvolution(model, getattr(model, f"relu{layer}")).attribute(
+            x[n:n + 1], neuron_selector=(c, y, xx))
+        # Captum seeds the unit with 1; the deconvnet keeps the activation's value.
+        close(ours[n:n + 1] / fmap[n, y, xx], theirs)
+    assert_no_hooks(model)
+
+
+# ---------------------------------------------------------------- contract: hooks, model untouched, errors
+
+def assert_no_hooks(model):
+    for name, m in model.named_modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            assert not getattr(m, attr), f"{name or 'model'}.{attr} is not empty"
+
+
+def test_no_hooks_and_model_untouched_after_every_call(clipart_like):
+    model = small("zfnet", 64)
+    model.train()
+    before = copy.deepcopy(model.state_dict())
+    x = images(2, 64)
+    calls = [lambda: project(model, x, 2, 0), lambda: backprop(model, x, 2, 0),
+             lambda: guided_backprop(model, x, 2, 0, (1, 1)),
+             lambda: top_activations(model, clipart_like, 2, k=3),
+             lambda: receptive_field_box(model, 2, (1, 1), 64)]
+    for call in calls:
+        call()
+        assert_no_hooks(model)
+    bad = [lambda: project(model, x, 9, 0), lambda: project(model, x, 2, 0, (99, 0)),
+           lambda: backprop(model, x[0], 2, 0), lambda: top_activations(model, clipart_like, 2, k=41)]
+    for call in bad:
+        with pytest.raises(ValueError):
+            call()
+        assert_no_hooks(model)
+    assert model.training                              # mode not switched
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not project(model, x, 1, 0).requires_grad   # no graph kept
+
+
+def test_projection_of_a_batch_equals_projections_one_by_one():
+    model, x = small(), images(3)
+    batch = project(model, x, 4, 3)
+    for n in range(3):
+        close(project(model, x[n:n + 1], 4, 3), batch[n:n + 1])
+
+
+def test_inplace_relu_is_rejected():
+    model = small("zfnet", 64)
+    model.relu2 = nn.ReLU(inplace=True)
+    with pytest.raises(ValueError, match="in-place"):
+        project(model, images(1, 64), 1, 0)
+    assert_no_hooks(model)
+
+
+def test_unsupported_modules_and_padding_are_rejected():
+    x = images(1, 16)
+    with pytest.raises(ValueError, match="BatchNorm2d"):
+        project(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3)), x, 2, 0)
+    with pytest.raises(ValueError, match="zero padding"):
+        project(nn.Sequential(nn.Conv2d(3, 4, 3, padding="same"), nn.ReLU()), x, 1, 0)
+    with pytest.raises(ValueError, match="zero padding"):
+        project(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), nn.ReLU()), x, 1, 0)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m, x: project(m, x, 0, 0), ValueError, r"1\.\.5"),
+    (lambda m, x: project(m, x, 6, 0), ValueError, r"1\.\.5"),
+    (lambda m, x: project(m, x, True, 0), ValueError, r"1\.\.5"),
+    (lambda m, x: project(m, x, 1, 12), ValueError, r"0\.\.11"),          # conv1 has 12 maps at width 0.125
+    (lambda m, x: guided_backprop(m, x, 5, -1), ValueError, r"0\.\.31"),
+    (lambda m, x: project(m, x, 1, 0, (0, 30)), ValueError, r"0 <= x < 30"),
+    (lambda m, x: backprop(m, x, 5, 0, (3, 0, 1)), ValueError, r"\(y, x\)"),
+    (lambda m, x: project(m, x[0], 1, 0), ValueError, r"\(N, 3, H, W\)"),
+    (lambda m, x: project(m, x[:, :1], 1, 0), ValueError, r"\(N, 3, H, W\)"),
+    (lambda m, x: project(m, x.numpy(), 1, 0), TypeError, "torch.Tensor"),
+    (lambda m, x: project(m, (x * 255).byte(), 1, 0), TypeError, "float"),
+    (lambda m, x: receptive_field_box(m, 2, (13, 0), 64), ValueError, r"0 <= y < 6"),
+    (lambda m, x: receptive_field_box(m, 7, (0, 0), 64), ValueError, r"1\.\.5"),
+    (lambda m, x: top_activations(m, TensorDataset(x, x[:, 0, 0, 0]), 1, k=3), ValueError, r"k must .* 1\.\.2"),
+    (lambda m, x: top_activations(m, TensorDataset(x, x[:, 0, 0, 0]), 1, channels=[99]), ValueError, r"0\.\.11"),
+    (lambda m, x: project(nn.Sequential(nn.ReLU()), x, 1, 0), ValueError, "no Conv2d"),
+])
+def test_bad_input_raises_with_the_allowed_range(call, error, match):
+    model = small("zfnet", 64)
+    with pytest.raises(error, match=match):
+        call(model, images(2, 64))
+    assert_no_hooks(model)
+
+
+def test_every_public_docstring_names_its_chapter():
+    for name in deconv.__all__:
+        obj = getattr(deconv, name)
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            assert "chapter" in (inspect.getdoc(obj) or "").lower(), name
+    assert "chapter" in deconv.__doc__.lower()

@@ -1,0 +1,449 @@
+"""The deconvnet of Zeiler & Fergus (2014), §2.1 and Fig. 1: project one activation down to pixels.
+
+Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
+
+"To examine a given convnet activation, we set all other activations in the layer to zero and pass
+the feature maps as input to the attached deconvnet layer. Then we successively (i) unpool, (ii)
+rectify and (iii) filter to reconstruct the activity in the layer beneath that gave rise to the
+chosen activation. This is then repeated until input pixel space is reached." Per layer, Fig. 1:
+
+1. **unpool** -- "we can obtain an approximate inverse by recording the locations of the maxima
+   within each pooling region in a set of switch variables": each pooled value goes back to the
+   location its switch names. With 3x3/2 pooling two windows can share a switch; their values add
+   (as in max-pooling's backward pass), see :func:`unpool`.
+2. **rectify** -- "we pass the reconstructed signal through a relu non-linearity", see :func:`rectify`.
+3. **filter** -- "the deconvnet uses transposed versions of the same filters", applied "to the
+   rectified maps, not the output of the layer beneath"; no biases, see :func:`filter_down`.
+
+Contrast normalisation is skipped on the way down (treated as the identity), as in the paper.
+
+Walking the network's modules backwards, the three steps are exactly what backpropagation does with
+each ReLU's backward replaced by a ReLU of the signal. :func:`backprop` (forward mask only) and
+:func:`guided_backprop` (mask and ReLU of the signal) share the same walk and differ only in that rule.
+
+Scaling: the chosen unit keeps its activation value (all others zeroed), so a projection is that
+value times the gradient-like map one gets from seeding 1 (what Captum's ``NeuronDeconvolution`` does).
+
+The networks are flat ``nn.Sequential`` models of Conv2d / ReLU / MaxPool2d / LocalResponseNorm children
+(``zfviz.models``). No hooks are used: a plain forward walk records what the way down needs.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+__all__ = ["project", "backprop", "guided_backprop", "unpool", "rectify", "filter_down",
+           "top_activations", "TopActivations", "receptive_field_box"]
+
+# Modules the walk understands; LRN and Identity are the identity on the way down.
+_SUPPORTED = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.LocalResponseNorm, nn.Identity)
+
+# The one place the three methods differ: what a ReLU does to the signal on the way down.
+# `x` is the ReLU's forward input, so `x > 0` is the forward pass's mask.
+_RELU_RULES = {
+    "deconvnet": lambda signal, x: rectify(signal),               # ZF: ReLU of the signal
+    "backprop": lambda signal, x: signal * (x > 0),               # the gradient: forward mask
+    "guided": lambda signal, x: rectify(signal) * (x > 0),        # Springenberg et al.: both
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# The three steps of Fig. 1
+# ----------------------------------------------------------------------------------------------
+
+def unpool(signal: torch.Tensor, switches: torch.Tensor, input_size: Sequence[int]) -> torch.Tensor:
+    """Put each pooled value back at the location its switch recorded; zeros elsewhere.
+
+    Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
+
+    Args:
+        signal: (N, C, h, w) the reconstruction at the pooling layer's output.
+        switches: (N, C, h, w) flat indices into the H*W input map, as returned by
+            ``F.max_pool2d(..., return_indices=True)``.
+        input_size: (H, W) of the pooling layer's input.
+    Returns:
+        (N, C, H, W). Overlapping windows (3x3 stride 2) can share a switch; their values are
+        summed there, as max-pooling's backward pass does (``nn.MaxUnpool2d`` would keep one of
+        them, nondeterministically). Deterministic on CPU; on CUDA ``scatter_add_`` sums three or
+        more colliding values in varying order (last-bit differences) unless
+        ``torch.use_deterministic_algorithms(True)`` is set.
+    """
+    n, c = signal.shape[:2]
+    height, width = input_size
+    out = signal.new_zeros(n, c, height * width)                      # (N, C, H*W)
+    out.scatter_add_(2, switches.flatten(2), signal.flatten(2))       # add, so collisions sum
+    return out.view(n, c, height, width)                              # (N, C, H, W)
+
+
+def rectify(signal: torch.Tensor) -> torch.Tensor:
+    """Pass the reconstructed signal through a ReLU, as the forward pass does: max(signal, 0).
+
+    Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
+    Any shape in, same shape out, e.g. (N, C, H, W). The forward activations play no part here:
+    that is what tells the deconvnet apart from backpropagation (see :func:`backprop`).
+    """
+    return F.relu(signal)
+
+
+def filter_down(signal: torch.Tensor, conv: nn.Conv2d, input_size: Sequence[int]) -> torch.Tensor:
+    """Filter with the transposed (flipped) filters of ``conv``: same weight, stride and padding, no bias.
+
+    Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
+
+    Args:
+        signal: (N, C_out, h, w) the rectified reconstruction at the conv's output.
+        conv: the forward ``nn.Conv2d`` whose filters are reused.
+        input_size: (H, W) of the conv's forward input; a strided conv drops up to stride - 1
+            rows/columns, which ``output_padding`` restores so the shapes match exactly.
+    Returns:
+        (N, C_in, H, W).
+    """
+    natural = [(n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in
+               zip(signal.shape[-2:], conv.stride, conv.padding, conv.dilation, conv.kernel_size)]
+    output_padding = tuple(want - got for want, got in zip(input_size, natural))
+    # Biases are not part of the deconvnet: the paper filters the rectified maps only.
+    return F.conv_transpose2d(signal, conv.weight, None, conv.stride, conv.padding,
+                              output_padding, conv.groups, conv.dilation)
+
+
+# ----------------------------------------------------------------------------------------------
+# The forward walk (records switches and ReLU inputs) and the shared downward walk
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class _Step:
+    """One module of the forward walk and what the way down needs from it."""
+    module: nn.Module
+    input: torch.Tensor                     # the module's forward input (N, C, H, W)
+    switches: torch.Tensor | None = None    # pools only: argmax locations (N, C, h, w)
+
+
+def _convs(model: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in model.children() if isinstance(m, nn.Conv2d)]
+
+
+def _stack(model: nn.Module, layer: int) -> list[nn.Module]:
+    """Children from the input up to relu{layer}: conv{layer} and the ReLU right after it."""
+    children = list(model.children())
+    end = children.index(_convs(model)[layer - 1]) + 1
+    if end < len(children) and isinstance(children[end], nn.ReLU):
+        end += 1  # the paper's feature map is rectified
+    return children[:end]
+
+
+def _forward(model: nn.Module, images: torch.Tensor, layer: int) -> tuple[torch.Tensor, list[_Step]]:
+    """Run images up to layer ``layer``'s rectified map (N, C, H, W), recording every step."""
+    steps, x = [], images
+    for m in _stack(model, layer):
+        if isinstance(m, nn.MaxPool2d):
+            # The module's own geometry, but with the switches kept (the paper's "switch variables").
+            y, switches = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation,
+                                       ceil_mode=m.ceil_mode, return_indices=True)
+            steps.append(_Step(m, x, switches))
+        else:
+            y = m(x)
+            steps.append(_Step(m, x))
+        x = y
+    return x, steps
+
+
+def _down(steps: list[_Step], signal: torch.Tensor, relu_rule: str) -> torch.Tensor:
+    """Send ``signal`` (the top map, zeros but the chosen unit) down to pixels, module by module."""
+    rule = _RELU_RULES[relu_rule]
+    for step in reversed(steps):
+        m, size = step.module, step.input.shape[-2:]
+        if isinstance(m, nn.MaxPool2d):
+            signal = unpool(signal, step.switches, size)
+        elif isinstance(m, nn.ReLU):
+            signal = rule(signal, step.input)
+        elif isinstance(m, nn.Conv2d):
+            signal = filter_down(signal, m, size)
+        # LocalResponseNorm, Identity: skipped on the way down, as in the paper
+    return signal                                                     # (N, 3, H, W)
+
+
+def _isolate(fmap: torch.Tensor, channel: int, position) -> torch.Tensor:
+    """Zero every activation but one per image: ``channel`` at ``position`` or at its argmax."""
+    n, _, height, width = fmap.shape
+    chosen = fmap[:, channel].flatten(1)                              # (N, H*W)
+    if position is None:
+        where = chosen.argmax(dim=1)                                  # first maximum, per image
+    else:
+        where = torch.full((n,), position[0] * width + position[1], device=fmap.device)
+    isolated = torch.zeros_like(fmap)
+    flat = isolated[:, channel].view(n, -1)  # a view: writing it writes `isolated`
+    rows = torch.arange(n, device=fmap.device)
+    flat[rows, where] = chosen[rows, where]  # the paper keeps the activation's value
+    return isolated                                                   # (N, C, H, W)
+
+
+@torch.no_grad()
+def _project(model, images, layer, channel, position, relu_rule) -> torch.Tensor:
+    _check_model(model)
+    _check_images(model, images)
+    _check_layer(model, layer)
+    _check_channel(model, layer, channel)
+    x = images.to(_device(model, images))
+    fmap, steps = _forward(model, x, layer)                           # (N, C, H, W)
+    position = _check_position(position, fmap.shape[-2:], layer)
+    signal = _isolate(fmap, channel, position)
+    return _down(steps, signal, relu_rule).to(images.device)          # (N, 3, H_img, W_img)
+
+
+def project(model: nn.Module, images: torch.Tensor, layer: int, channel: int,
+            position: tuple[int, int] | None = None) -> torch.Tensor:
+    """The deconvnet projection (ZF §2.1, Fig. 1) of one unit per image, down to pixel space.
+
+    Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
+
+    Args:
+        model: a flat network of Conv2d / ReLU / MaxPool2d / LocalResponseNorm children
+            (``zfviz.models.zfnet``, ``alexnet_single``); it is not modified.
+        images: (N, 3, H, W) float, already preprocessed as the network expects.
+        layer: the paper's conv layer, 1..5. Its feature map is the output of relu{layer}: the
+            rectified conv output, before pooling.
+        channel: the feature map within that layer.
+        position: (y, x) in that map, the same for every image; ``None`` takes each image's
+            strongest activation of ``channel`` (first argmax).
+    Returns:
+        (N, 3, H, W) on the images' device: all activations but the chosen one zeroed (the chosen
+        one keeps its value), then per layer unpool with this image's switches, rectify, filter with
+        the transposed filters (no bias); contrast normalisation skipped. Zero outside the unit's
+        receptive field (:func:`receptive_field_box`).
+    """
+    return _project(model, images, layer, channel, position, "deconvnet")
+
+
+def backprop(model: nn.Module, images: torch.Tensor, layer: int, channel: int,
+             position: tuple[int, int] | None = None) -> torch.Tensor:
+    """The same unit projected by plain backpropagation: each ReLU passes the signal where its forward input was > 0.
+
+    Explained in the chapter "The deconvnet, step by step" (book/deconvnet). Same arguments, shapes,
+    switches and scaling as :func:`project`, and contrast normalisation is likewise skipped, so the two
+    differ only in the ReLU rule. This is the input gradient of (activation value x unit) with LRN
+    treated as the identity; ZF found such pictures "significantly less clear".
+    """
+    return _project(model, images, layer, channel, position, "backprop")
+
+
+def guided_backprop(model: nn.Module, images: torch.Tensor, layer: int, channel: int,
+                    position: tuple[int, int] | None = None) -> torch.Tensor:
+    """The same unit by guided backpropagation (Springenberg et al. 2015): ReLU of the signal AND the forward mask.
+
+    Explained in the chapter "The deconvnet, step by step" (book/deconvnet). Same arguments, shapes,
+    switches and scaling as :func:`project`; only the ReLU rule differs.
+    """
+    return _project(model, images, layer, channel, position, "guided")
+
+
+# ----------------------------------------------------------------------------------------------
+# Fig. 2: which images excite a feature map most, and what patch a unit sees
+# ----------------------------------------------------------------------------------------------
+
+class TopActivations(NamedTuple):
+    """The k strongest images per feature map, as :func:`top_activations` returns them.
+
+    Explained in the chapter "What each layer sees" (book/visualisation).
+    ``values`` (C, k): each image's spatial maximum, high to low; ``indices`` (C, k): their dataset
+    indices (k distinct images); ``positions`` (C, k, 2): (y, x) of that maximum in the layer's map.
+    """
+    values: torch.Tensor
+    indices: torch.Tensor
+    positions: torch.Tensor
+
+
+def _candidates(fmap: torch.Tensor, start: int) -> TopActivations:
+    """Each image's spatial maximum per map, for images start, start+1, ... of the data set."""
+    n, c, _, width = fmap.shape                                       # (n, C, H, W)
+    where = fmap.flatten(2).argmax(dim=2, keepdim=True)               # (n, C, 1) first maximum, as in project
+    values = fmap.flatten(2).gather(2, where)[..., 0]                 # (n, C)
+    indices = torch.arange(start, start + n, device=fmap.device).expand(c, n)
+    positions = torch.cat([where // width, where % width], dim=2)     # (n, C, 2) as (y, x)
+    return TopActivations(values.T, indices, positions.transpose(0, 1))
+
+
+def _cat(a: TopActivations, b: TopActivations) -> TopActivations:
+    """Candidates side by side: (C, k + n) and (C, k + n, 2)."""
+    return TopActivations(*(torch.cat([x, y], dim=1) for x, y in zip(a, b)))
+
+
+def _merge_top(candidates: TopActivations, k: int) -> TopActivations:
+    """The k best candidates per feature map, high to low; ties go to the lower dataset index."""
+    values, indices, positions = candidates                           # (C, m), (C, m), (C, m, 2)
+    # torch.topk does not promise an order among equal values; two stable sorts do:
+    # by index first, then by value (descending), which keeps the index order within ties.
+    order = indices.argsort(dim=1, stable=True)
+    order = order.gather(1, values.gather(1, order).argsort(dim=1, descending=True, stable=True))[:, :k]
+    return TopActivations(values.gather(1, order), indices.gather(1, order),
+                          positions.gather(1, order.unsqueeze(-1).expand(-1, -1, 2)))
+
+
+@torch.no_grad()
+def top_activations(model: nn.Module, dataset, layer: int, k: int = 9, channels: Sequence[int] | None = None,
+                    batch_size: int = 64, preprocess: nn.Module | None = None) -> TopActivations:
+    """For each feature map of ``layer``, the k images of ``dataset`` with the largest spatial maximum (ZF Fig. 2).
+
+    Explained in the chapter "What each layer sees" (book/visualisation).
+
+    Args:
+        model: as in :func:`project`. dataset: yields (image (3, H, W) in [0, 1], label) pairs.
+        layer: conv layer 1..5 (its rectified map). k: images per map (9 in the paper).
+        channels: the feature maps to rank (default: all), in the order given.
+        batch_size: images per forward pass. preprocess: applied to each batch first (e.g.
+            ``zfviz.data.Preprocess``).
+    Returns:
+        :class:`TopActivations` with ``values`` (C, k), ``indices`` (C, k), ``positions`` (C, k, 2),
+        sorted high to low; ties go to the lower dataset index. One pass over the data set.
+    """
+    _check_model(model)
+    _check_layer(model, layer)
+    channels = _check_channels(model, layer, channels)
+    _check_k(k, len(dataset))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    device, best, start = _device(model, None), None, 0
+    for images, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        images = images.to(device)
+        if preprocess is not None:
+            images = preprocess(images)
+        _check_images(model, images)
+        fmap, _ = _forward(model, images, layer)
+        batch = _candidates(fmap[:, channels], start)                 # one per image and map
+        best = _merge_top(batch if best is None else _cat(best, batch), k)
+        start += len(images)
+    return best
+
+
+def receptive_field_box(model: nn.Module, layer: int, position: tuple[int, int],
+                        image_size: int | tuple[int, int]) -> tuple[int, int, int, int]:
+    """The image patch ``(y0, x0, y1, x1)`` (end-exclusive) that unit ``position`` of layer ``layer`` sees.
+
+    Explained in the chapter "What each layer sees" (book/visualisation).
+    Walks from relu{layer} down through every conv and pool: rows [a, b) of a module's output come
+    from rows [a*s - p, (b-1)*s - p + d*(k-1) + 1) of its input. The result is clipped at the image
+    border, so interior units get the full receptive field of ``zfviz.models.layer_table``
+    (e.g. 139 pixels for ZFNet's layer 5) and border units less.
+    """
+    _check_model(model)
+    _check_layer(model, layer)
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    with torch.no_grad():  # the map's size, to check the position
+        probe = torch.zeros(1, _convs(model)[0].in_channels, height, width, device=_device(model, None))
+        fmap, _ = _forward(model, probe, layer)
+    position = _check_position(position, fmap.shape[-2:], layer)
+    if position is None:
+        raise ValueError("position must be (y, x) in the layer's map; None has no single receptive field")
+    (y0, y1), (x0, x1) = (position[0], position[0] + 1), (position[1], position[1] + 1)
+    for m in reversed(_stack(model, layer)):
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+            k, s, p, d = (_pair(getattr(m, a)) for a in ("kernel_size", "stride", "padding", "dilation"))
+            y0, y1 = y0 * s[0] - p[0], (y1 - 1) * s[0] - p[0] + d[0] * (k[0] - 1) + 1
+            x0, x1 = x0 * s[1] - p[1], (x1 - 1) * s[1] - p[1] + d[1] * (k[1] - 1) + 1
+    return max(y0, 0), max(x0, 0), min(y1, height), min(x1, width)
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation: fail early, say what is allowed
+# ----------------------------------------------------------------------------------------------
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _device(model: nn.Module, images: torch.Tensor | None) -> torch.device:
+    param = next(model.parameters(), None)
+    if param is not None:
+        return param.device
+    return images.device if images is not None else torch.device("cpu")
+
+
+def _check_model(model: nn.Module) -> None:
+    convs = _convs(model)
+    if not convs:
+        raise ValueError("the model has no Conv2d child; the deconvnet walks flat conv networks "
+                         "(nn.Sequential of Conv2d/ReLU/MaxPool2d/LocalResponseNorm), e.g. zfviz.models.zfnet")
+    for name, m in model.named_modules():
+        if isinstance(m, nn.ReLU) and m.inplace:
+            raise ValueError(f"ReLU {name!r} is in-place; the deconvnet and backprop need each ReLU's input. "
+                             f"Build the model with nn.ReLU() (inplace=False)")
+    for name, m in model.named_children():
+        if m is convs[-1]:
+            break
+        if not isinstance(m, _SUPPORTED):
+            raise ValueError(f"child {name!r} is a {type(m).__name__}; below the last conv the deconvnet "
+                             f"supports only {', '.join(t.__name__ for t in _SUPPORTED)}")
+    _check_padding(model)
+
+
+def _check_padding(model: nn.Module) -> None:
+    for name, m in model.named_children():
+        if isinstance(m, nn.Conv2d) and (m.padding_mode != "zeros" or isinstance(m.padding, str)):
+            raise ValueError(f"conv {name!r} has padding={m.padding!r}, padding_mode={m.padding_mode!r}; "
+                             f"the deconvnet supports numeric zero padding only")
+
+
+def _check_layer(model: nn.Module, layer) -> None:
+    n = len(_convs(model))
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= n:
+        raise ValueError(f"layer must be the paper's conv layer number, an int in 1..{n}; got {layer!r}")
+
+
+def _check_channel(model: nn.Module, layer: int, channel) -> None:
+    c = _convs(model)[layer - 1].out_channels
+    if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < c:
+        raise ValueError(f"channel must be an int in 0..{c - 1} (layer {layer} has {c} feature maps); "
+                         f"got {channel!r}")
+
+
+def _check_channels(model: nn.Module, layer: int, channels) -> list[int]:
+    if channels is None:
+        return list(range(_convs(model)[layer - 1].out_channels))
+    channels = list(channels)
+    if not channels:
+        raise ValueError("channels must name at least one feature map (or be None for all)")
+    for ch in channels:
+        _check_channel(model, layer, ch)
+    return channels
+
+
+def _check_k(k, size: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= size:
+        raise ValueError(f"k must be an int in 1..{size} (the data set has {size} images); got {k!r}")
+
+
+def _check_images(model: nn.Module, images) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (N, 3, H, W), got {type(images).__name__}")
+    want = _convs(model)[0].in_channels
+    if images.dim() != 4 or images.shape[1] != want:
+        raise ValueError(f"images must be a batch (N, {want}, H, W); got shape {tuple(images.shape)}. "
+                         f"For one image use image.unsqueeze(0)")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a float tensor (preprocessed as the network expects); got {images.dtype}")
+
+
+def _as_int(v):
+    """An int from a Python/NumPy integer or a one-element integer tensor (e.g. from TopActivations.positions)."""
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_floating_point() and v.dtype != torch.bool:
+        return int(v)
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        return int(v)
+    return None
+
+
+def _check_position(position, size, layer: int) -> tuple[int, int] | None:
+    """``position`` as a (y, x) tuple of ints inside the layer's map, or None."""
+    if position is None:
+        return None
+    height, width = size
+    yx = tuple(_as_int(v) for v in position) if isinstance(position, (tuple, list, torch.Tensor)) else ()
+    if len(yx) != 2 or None in yx or not (0 <= yx[0] < height and 0 <= yx[1] < width):
+        raise ValueError(f"position must be (y, x) with 0 <= y < {height} and 0 <= x < {width} "
+                         f"(layer {layer}'s map is {height}x{width}); got {position!r}")
+    return yx
