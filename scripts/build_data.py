@@ -17,7 +17,6 @@ split, where photo crops are taken) comes from numpy generators seeded below.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -29,6 +28,8 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from zfviz.data import sha256_file  # noqa: E402  (one implementation of the manifest's hash)
 DATA = ROOT / "data"
 TILE = 128          # sprites and backgrounds are stored at this size; the book renders 112 px images
 MARGIN = 4          # keep a transparent border so rotated sprites are not clipped by the tile
@@ -78,14 +79,6 @@ BACKGROUND_PHOTOS = {
     "gravel": "CC0 (CC0Textures)",
 }
 CROPS_PER_PHOTO = 24
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch_deb(package: str, members: str, workdir: Path) -> tuple[Path, str]:
@@ -222,7 +215,7 @@ def write_manifest() -> None:
         if f.is_file() and f.name != "MANIFEST.tsv":
             rel = f.relative_to(DATA).as_posix()
             src, lic = sources.get(rel.split("/")[0], ("this repository", "MIT"))
-            rows.append(f"{rel}\t{f.stat().st_size}\t{sha256(f)}\t{src}\t{lic}")
+            rows.append(f"{rel}\t{f.stat().st_size}\t{sha256_file(f)}\t{src}\t{lic}")
     header = "# path\tbytes\tsha256\tsource\tlicence\n"
     (DATA / "MANIFEST.tsv").write_text(header + "\n".join(rows) + "\n")
     print(f"wrote data/MANIFEST.tsv ({len(rows)} files)")
