@@ -12,7 +12,6 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -c requirements-lock.txt -e '.[book,test]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
@@ -33,7 +32,8 @@ data: $(STAMP)
 	$(PY) scripts/build_data.py
 
 lock:
-	$(PY) -m pip freeze --exclude-editable | grep -v '^zfviz' > requirements-lock.txt
+	{ echo '# Exact versions used by `make book` / `make test` (pip -c). Regenerate with `make lock`.'; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^zfviz'; } > requirements-lock.txt
 
 clean:
 	rm -rf _build

@@ -28,7 +28,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
-__all__ = ["DATA_DIR", "DataIntegrityError", "verify", "data_path", "load_dataset", "DATASETS",
+__all__ = ["DATA_DIR", "DataIntegrityError", "verify", "sha256_file", "data_path", "load_dataset", "DATASETS",
            "ClipArt", "TuxPaint", "Preprocess", "fashion_mnist", "image_folder", "composite"]
 
 DATA_DIR = Path(os.environ.get("ZFVIZ_DATA", Path(__file__).resolve().parents[1] / "data"))
@@ -38,10 +38,11 @@ REBUILD = "python scripts/build_data.py"
 
 
 class DataIntegrityError(ValueError):
-    """A file in data/ does not match the sha256 recorded in data/MANIFEST.tsv."""
+    """A file in data/ does not match the sha256 recorded in data/MANIFEST.tsv (chapter "The network")."""
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MB blocks; explained in the chapter "The network" (data/MANIFEST.tsv)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -83,7 +84,7 @@ def verify(rel: str, data_dir: Path | str | None = None) -> Path:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns, expected)
     if key not in _verified:
-        actual = _sha256(path)
+        actual = sha256_file(path)
         if actual != expected:
             raise DataIntegrityError(f"data file {path} is corrupted: sha256 {actual[:16]}... but "
                                      f"MANIFEST.tsv records {expected[:16]}...; restore it from git "
@@ -93,7 +94,7 @@ def verify(rel: str, data_dir: Path | str | None = None) -> Path:
 
 
 def data_path(rel: str) -> Path:
-    """Verified path of a file under data/ (see :func:`verify`)."""
+    """Verified path of a file under data/ (see :func:`verify`); explained in the chapter "The network"."""
     return verify(rel)
 
 

@@ -173,7 +173,10 @@ def init_kaiming_(model: nn.Module) -> nn.Module:
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One row of :func:`layer_table`: a module's output shape, receptive field and jump (in pixels)."""
+    """One row of :func:`layer_table`: a module's output shape, receptive field and jump (in pixels).
+
+    Explained in the chapter "The network".
+    """
     name: str
     kind: str
     out_shape: tuple[int, int, int]
