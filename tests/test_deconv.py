@@ -431,6 +431,7 @@ def test_unsupported_modules_and_padding_are_rejected():
     (lambda m, x: backprop(m, x, 5, 0, (3, 0, 1)), ValueError, r"\(y, x\)"),
     (lambda m, x: project(m, x[0], 1, 0), ValueError, r"\(N, 3, H, W\)"),
     (lambda m, x: project(m, x[:, :1], 1, 0), ValueError, r"\(N, 3, H, W\)"),
+    (lambda m, x: project(m, x[:0], 1, 0), ValueError, r"N >= 1"),
     (lambda m, x: project(m, x.numpy(), 1, 0), TypeError, "torch.Tensor"),
     (lambda m, x: project(m, (x * 255).byte(), 1, 0), TypeError, "float"),
     (lambda m, x: receptive_field_box(m, 2, (13, 0), 64), ValueError, r"0 <= y < 6"),

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-__all__ = ["project", "backprop", "guided_backprop", "unpool", "rectify", "filter_down",
+__all__ = ["feature_map", "project", "backprop", "guided_backprop", "unpool", "rectify", "filter_down",
            "top_activations", "TopActivations", "receptive_field_box"]
 
 # Modules the walk understands; LRN and Identity are the identity on the way down.
@@ -194,6 +194,20 @@ def _project(model, images, layer, channel, position, relu_rule) -> torch.Tensor
     position = _check_position(position, fmap.shape[-2:], layer)
     signal = _isolate(fmap, channel, position)
     return _down(steps, signal, relu_rule).to(images.device)          # (N, 3, H_img, W_img)
+
+
+@torch.no_grad()
+def feature_map(model: nn.Module, images: torch.Tensor, layer: int) -> torch.Tensor:
+    """The paper's feature map of conv layer ``layer``: the output of relu{layer}, before pooling.
+
+    Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
+    ``images`` (N, 3, H, W), preprocessed as the network expects; returns (N, C, h, w) on the images' device.
+    """
+    _check_model(model)
+    _check_images(model, images)
+    _check_layer(model, layer)
+    fmap, _ = _forward(model, images.to(_device(model, images)), layer)
+    return fmap.to(images.device)
 
 
 def project(model: nn.Module, images: torch.Tensor, layer: int, channel: int,
@@ -421,8 +435,8 @@ def _check_images(model: nn.Module, images) -> None:
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor (N, 3, H, W), got {type(images).__name__}")
     want = _convs(model)[0].in_channels
-    if images.dim() != 4 or images.shape[1] != want:
-        raise ValueError(f"images must be a batch (N, {want}, H, W); got shape {tuple(images.shape)}. "
+    if images.dim() != 4 or images.shape[1] != want or images.shape[0] == 0:
+        raise ValueError(f"images must be a batch (N, {want}, H, W) with N >= 1; got shape {tuple(images.shape)}. "
                          f"For one image use image.unsqueeze(0)")
     if not images.is_floating_point():
         raise TypeError(f"images must be a float tensor (preprocessed as the network expects); got {images.dtype}")
