@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import zfviz
-from zfviz import data, deconv, models, plotting, train
+from zfviz import data, deconv, models, plotting, train, widgets
 
-MODULES = [models, data, train, plotting, deconv]
+MODULES = [models, data, train, plotting, deconv, widgets]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
