@@ -22,7 +22,7 @@ def main(paths):
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         start = time.time()
-        NotebookClient(nb, timeout=600, kernel_name="python3",
+        NotebookClient(nb, timeout=600, kernel_name="python3", record_timing=False,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         times[path.name] = time.time() - start
         nbformat.write(nb, path)
