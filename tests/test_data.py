@@ -100,6 +100,7 @@ def test_tuxpaint_transfer_set():
     (lambda: ClipArt("validation"), ValueError, r"unknown split 'validation'; choose one of \('train', 'val', 'test'\)"),
     (lambda: ClipArt("val", image_size=8), ValueError, "image_size must be an int >= 16"),
     (lambda: ClipArt("val", renders=0), ValueError, "renders must be an int >= 1"),
+    (lambda: load_dataset("imagefolder", "val"), ValueError, "needs root="),
 ])
 def test_bad_dataset_arguments(call, exc, match):
     with pytest.raises(exc, match=match):

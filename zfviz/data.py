@@ -363,8 +363,10 @@ def load_dataset(name: str, split: str | None = None, **kwargs):
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
     if name == "imagefolder":
+        if "root" not in kwargs:
+            raise ValueError("dataset 'imagefolder' needs root=<folder holding one subfolder per class>")
         if split is not None:
-            kwargs["root"] = Path(kwargs.pop("root", ".")) / split
+            kwargs["root"] = Path(kwargs["root"]) / split
         return image_folder(**kwargs)
     if split is not None:
         kwargs["split"] = split

@@ -252,7 +252,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     for epoch in range(start, cfg.epochs):
         model.train()
         train_set.set_epoch(epoch)
-        xs, ys = train_set.tensors()
+        xs, ys = train_set.images, train_set.labels          # uint8 (N, 3, S, S): converted per batch below
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(len(ys), generator=g)
         loss_sum, correct, seen, rescaled = 0.0, 0, 0, 0
@@ -260,7 +260,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                    disable=not progress, leave=False)
         for s in bar:
             idx = order[s:s + cfg.batch_size]
-            x, y = preprocess(xs[idx].to(device)), ys[idx].to(device)
+            x, y = preprocess(xs[idx].to(device).float() / 255), ys[idx].to(device)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
