@@ -1,5 +1,9 @@
 """zfviz.train: filter renormalisation, checkpoints (round trip, corruption, wrong architecture), resume."""
 import pickle
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -120,3 +124,47 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     for m in straight["model"].modules():
         if isinstance(m, nn.Conv2d):
             assert m.weight.pow(2).mean((1, 2, 3)).sqrt().max() <= 0.1 + 1e-6
+
+
+def test_sidecar_accepts_either_file_while_a_save_is_in_flight(tmp_path):
+    """A kill between the checkpoint's rename and the sidecar's rewrite must leave a loadable pair."""
+    old = save_checkpoint(tmp_path / "c.pt", small_model())
+    (tmp_path / "c.pt").rename(tmp_path / "old.pt")
+    new = save_checkpoint(tmp_path / "c.pt", small_model())
+    assert new != old
+    (tmp_path / "c.pt.sha256").write_text(f"{new}  c.pt\n{old}  c.pt\n")   # the in-flight state
+    load_checkpoint(tmp_path / "c.pt")                                     # the new file verifies
+    (tmp_path / "old.pt").replace(tmp_path / "c.pt")
+    load_checkpoint(tmp_path / "c.pt")                                     # and so does the old one
+    (tmp_path / "c.pt.sha256").write_text(f"{new}  c.pt\n")
+    with pytest.raises(CheckpointError, match="is corrupt"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path):
+    """Kill training with SIGKILL inside the first epoch, resume from last.pt: same final weights."""
+    cmd = [sys.executable, "-m", "zfviz.train", "--width", "0.0625", "--image-size", "64", "--renders", "1",
+           "--epochs", "2", "--batch-size", "16", "--seed", "3", "--checkpoint-every", "3", "--threads", "1",
+           "--no-progress"]
+    subprocess.run(cmd + ["--out", str(tmp_path / "a")], check=True, capture_output=True)
+    killed = tmp_path / "b" / "last.pt"
+    proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "b")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not killed.exists():
+            assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+            time.sleep(0.002)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    _, _, state = load_checkpoint(killed)
+    assert state["epoch"] == 0 and state["info"]["step"] > 0              # it really died mid-epoch
+    subprocess.run(cmd + ["--out", str(tmp_path / "b"), "--resume", str(killed)], check=True, capture_output=True)
+    a, _, state_a = load_checkpoint(tmp_path / "a" / "last.pt")
+    b, _, state_b = load_checkpoint(killed)
+    assert state_a["epoch"] == state_b["epoch"] == 2
+    for (k, wa), (_, wb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(wa, wb), k
+    assert [round(h["train_loss"], 6) for h in state_a["info"]["history"]] == \
+           [round(h["train_loss"], 6) for h in state_b["info"]["history"]]
