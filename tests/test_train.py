@@ -1,4 +1,5 @@
 """zfviz.train: filter renormalisation, checkpoints (round trip, corruption, wrong architecture), resume."""
+import os
 import pickle
 import signal
 import subprocess
@@ -168,3 +169,25 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path)
         assert torch.equal(wa, wb), k
     assert [round(h["train_loss"], 6) for h in state_a["info"]["history"]] == \
            [round(h["train_loss"], 6) for h in state_b["info"]["history"]]
+
+
+def test_two_processes_with_torchrun_match_one_process(tmp_path):
+    """DistributedDataParallel over 2 CPU processes (gloo), global batch 64 = 2 x 32, against one process
+    with batch 64: the same parameters up to float rounding (dropout off, as its masks are random)."""
+    args = ["--width", "0.0625", "--image-size", "64", "--renders", "1", "--epochs", "2", "--batch-size", "64",
+            "--seed", "5", "--dropout", "0", "--threads", "1", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "zfviz.train", *args, "--out", str(tmp_path / "one")],
+                   check=True, capture_output=True, env=env)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29517", "-m", "zfviz.train", *args, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert "2 processes" in two.stdout
+    one, _, s1 = load_checkpoint(tmp_path / "one" / "last.pt")
+    ddp, _, s2 = load_checkpoint(tmp_path / "two" / "last.pt")
+    for (k, a), (_, b) in zip(one.state_dict().items(), ddp.state_dict().items()):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), (k, (a - b).abs().max().item())
+    h1, h2 = s1["info"]["history"], s2["info"]["history"]
+    assert [h["train_accuracy"] for h in h1] == [h["train_accuracy"] for h in h2]   # all-reduced counts
+    assert abs(h1[-1]["train_loss"] - h2[-1]["train_loss"]) < 1e-4

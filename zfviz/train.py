@@ -2,7 +2,8 @@
 
 Explained in the chapter "Training ZFNet" (book/training).
 
-    python -m zfviz.train --width 0.25 --image-size 112 --epochs 60 --out runs/teaching
+    python -m zfviz.train --width 0.25 --image-size 112 --epochs 100 --seed 0 --out runs/teaching
+    torchrun --nproc_per_node 2 -m zfviz.train ...      # DistributedDataParallel, same results
 
 The recipe: SGD with momentum 0.9, batch 128, learning rate 1e-2 divided by 10 when the validation
 loss stops improving (the paper watches the error; see ``train``), dropout 0.5 in fc6/fc7 (in the model), per-pixel mean subtraction, and after
@@ -59,6 +60,7 @@ class TrainConfig:
     device: str = "auto"
     out: str = "runs/zfnet"
     checkpoint_every: int = 0      # also write last.pt every N steps inside an epoch (0: at epoch ends only)
+    dropout: float = 0.5           # paper, fc6 and fc7; 0 makes runs comparable across process counts
 
     def __post_init__(self):
         if self.init not in ("paper", "kaiming"):
@@ -70,6 +72,8 @@ class TrainConfig:
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be an int >= 0 (steps; 0 = epoch ends only), "
                              f"got {self.checkpoint_every!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
 
@@ -230,6 +234,23 @@ def _datasets(cfg: TrainConfig):
     return train_set, val_set
 
 
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); under torchrun (WORLD_SIZE > 1) joins the process group first."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _all_sum(values: list[float], world: int) -> list[float]:
+    if world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
 def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True) -> dict:
     """Train a network with the paper's recipe; returns the history and final metrics.
 
@@ -237,63 +258,93 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     ``checkpoint_every`` steps inside one (atomic, with sha256), and ``<out>/history.json``; ``resume``
     continues from such a checkpoint exactly, also from the middle of an epoch: the epoch's images and
     order depend only on (seed, epoch), and the checkpoint holds the step and the RNG state.
+
+    Under ``torchrun --nproc_per_node N`` it trains with ``DistributedDataParallel``: each process takes
+    1/N of every global batch of ``batch_size`` images through a ``DistributedSampler``, gradients are
+    averaged, and process 0 alone prints and writes checkpoints. With one process the sampler gives the
+    same order as ever, so a run is the same whatever the number of processes, up to float rounding
+    and dropout masks (``dropout=0`` removes the latter).
     """
+    from torch.utils.data import DataLoader, DistributedSampler
     from tqdm.auto import tqdm
+    rank, world = _distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes ({world})")
     device = pick_device(cfg.device)
-    print(f"device: {device}  (torch {torch.__version__}, {torch.get_num_threads()} CPU threads)", flush=True)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    main_process = rank == 0
+    if main_process:
+        print(f"device: {device}  (torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+              f"{world} process{'es' if world > 1 else ''})", flush=True)
     seed_everything(cfg.seed)
     train_set, val_set = _datasets(cfg)
-    model = build_model(cfg.arch, num_classes=len(train_set.classes), width=cfg.width,
-                        input_size=cfg.image_size)
-    (init_kaiming_ if cfg.init == "kaiming" else init_paper_)(model)
+    net = build_model(cfg.arch, num_classes=len(train_set.classes), width=cfg.width,
+                      input_size=cfg.image_size)
+    (init_kaiming_ if cfg.init == "kaiming" else init_paper_)(net)
+    for m in net.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = cfg.dropout
     preprocess = zdata.Preprocess.fit(train_set.tensors()[0])
-    model.to(device)
+    net.to(device)
     preprocess.to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if rank:
+        torch.manual_seed(cfg.seed + rank)     # other dropout masks in other processes; rank 0 as ever
+    model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    # DistributedSampler's order is randperm(seed + epoch); this seed keeps the order of earlier runs.
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
+                                 seed=cfg.seed * 100_003)
+    per_process = cfg.batch_size // world
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor,
                                                        patience=cfg.lr_patience, min_lr=cfg.min_lr)
     history, start, start_step, sums = [], 0, 0, (0.0, 0, 0, 0)
     out = Path(cfg.out)
     if resume is not None:
-        _, pre, state = load_checkpoint(resume, model)
+        _, pre, state = load_checkpoint(resume, net)
         preprocess.load_state_dict(pre.state_dict())
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
         history, start = state["info"].get("history", []), state["epoch"]
         start_step, sums = state["info"].get("step", 0), tuple(state["info"].get("epoch_sums", sums))
-        print(f"resumed from {resume} at epoch {start}, step {start_step}", flush=True)
+        if main_process:
+            print(f"resumed from {resume} at epoch {start}, step {start_step}", flush=True)
     val_x, val_y = val_set.tensors()
     t0 = time.time() - (history[-1]["time_s"] if history else 0.0)
     for epoch in range(start, cfg.epochs):
         model.train()
-        train_set.set_epoch(epoch)
-        xs, ys = train_set.images, train_set.labels          # uint8 (N, 3, S, S): converted per batch below
-        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        order = torch.randperm(len(ys), generator=g)
-        steps = range(0, len(order), cfg.batch_size)
+        train_set.set_epoch(epoch)                            # fresh composites for this epoch
+        sampler.set_epoch(epoch)                              # and a fresh order
         first = start_step if epoch == start else 0           # > 0 only when resuming mid-epoch
         loss_sum, correct, seen, rescaled = sums if epoch == start else (0.0, 0, 0, 0)
-        bar = tqdm(steps[first:], desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=first, total=len(steps),
-                   disable=not progress, leave=False)
-        for k, s in enumerate(bar, start=first):
-            idx = order[s:s + cfg.batch_size]
-            x, y = preprocess(xs[idx].to(device).float() / 255), ys[idx].to(device)
+        order = list(sampler)[first * per_process:]         # this process's images, less those already done
+        # Its own generator: a DataLoader draws a seed when iterated, which must not move the global
+        # RNG that dropout uses (a resumed run would then drop other units than the original).
+        loader = DataLoader(train_set, batch_size=per_process, sampler=order, generator=torch.Generator())
+        n_steps = first + len(loader)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=first, total=n_steps,
+                   disable=not (progress and main_process), leave=False)
+        for k, (x, y) in enumerate(bar, start=first):
+            x, y = preprocess(x.to(device)), y.to(device)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            rescaled += renormalize_filters_(model, cfg.max_filter_rms)
+            rescaled += renormalize_filters_(net, cfg.max_filter_rms)
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
-            if cfg.checkpoint_every and (k + 1) % cfg.checkpoint_every == 0 and k + 1 < len(steps):
-                save_checkpoint(out / "last.pt", model, preprocess, opt, sched, epoch, step=k + 1,
+            if main_process and cfg.checkpoint_every and (k + 1) % cfg.checkpoint_every == 0 and k + 1 < n_steps:
+                save_checkpoint(out / "last.pt", net, preprocess, opt, sched, epoch, step=k + 1,
                                 epoch_sums=[loss_sum, correct, seen, rescaled], history=history,
                                 classes=train_set.classes, train_config=asdict(cfg))
-        val = evaluate(model, preprocess, val_x, val_y, device=device)
+        # Every process saw its share of the epoch: add up the counts (filters are rescaled alike in all).
+        loss_sum, correct, seen, rescaled = _all_sum([loss_sum, correct, seen, rescaled], world)
+        correct, seen, rescaled = int(correct), int(seen), int(rescaled) // world
+        val = evaluate(net, preprocess, val_x, val_y, device=device)
         # The paper anneals when the validation *error* plateaus; on 320 validation images the error
         # jumps by a few points from epoch to epoch, so we watch the smoother validation loss.
         sched.step(val["loss"])
@@ -301,13 +352,15 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": opt.param_groups[0]["lr"],
                "filters_rescaled": rescaled, "time_s": time.time() - t0}
         history.append(row)
+        if not main_process:
+            continue
         print(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f}  "
               f"val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f}  lr {row['lr']:.0e}  "
               f"rescaled {rescaled}  {row['time_s']:.0f}s", flush=True)
-        save_checkpoint(out / "last.pt", model, preprocess, opt, sched, epoch + 1,
+        save_checkpoint(out / "last.pt", net, preprocess, opt, sched, epoch + 1,
                         history=history, classes=train_set.classes, train_config=asdict(cfg))
         (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-    return {"history": history, "model": model, "preprocess": preprocess}
+    return {"history": history, "model": net, "preprocess": preprocess}
 
 
 def main(argv=None) -> None:
