@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from zfviz.models import (alexnet_single, build_model, init_kaiming_, init_paper_, layer_table, zfnet)
+from zfviz.models import (alexnet_single, build_model, flops, init_kaiming_, init_paper_, layer_table, zfnet)
 
 # Paper facts (shared/notes/paper.md, arXiv v3 Fig. 3).
 ZF_PARAMS = {"conv1": 14_208, "conv2": 614_656, "conv3": 885_120, "conv4": 1_327_488, "conv5": 884_992,
@@ -164,3 +164,12 @@ def test_build_model_by_name():
         "arch": "alexnet_single", "num_classes": 5, "width": 0.1, "input_size": 112}
     with pytest.raises(ValueError, match="unknown architecture 'vgg'.*alexnet_single.*zfnet"):
         build_model("vgg")
+
+
+@pytest.mark.parametrize("build, size", [(zfnet, 224), (alexnet_single, 224), (lambda: zfnet(10, 0.25, 112), 112)])
+def test_flops_match_pytorchs_flop_counter(build, size):
+    from torch.utils.flop_counter import FlopCounterMode
+    m = build()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        m(torch.zeros(1, 3, size, size))
+    assert flops(m) == counter.get_total_flops()

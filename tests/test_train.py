@@ -191,3 +191,26 @@ def test_two_processes_with_torchrun_match_one_process(tmp_path):
     h1, h2 = s1["info"]["history"], s2["info"]["history"]
     assert [h["train_accuracy"] for h in h1] == [h["train_accuracy"] for h in h2]   # all-reduced counts
     assert abs(h1[-1]["train_loss"] - h2[-1]["train_loss"]) < 1e-4
+
+
+def test_train_step_bf16_and_channels_last_agree_with_fp32():
+    """The tuned GPU path computes the same update as the plain one, up to bfloat16 rounding."""
+    from zfviz.train import train_step
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3, 64, 64), torch.randint(3, (8,))
+    results = []
+    for amp, channels_last in [("none", False), ("bf16", True)]:
+        torch.manual_seed(1)
+        m = small_model().eval()                     # eval: no dropout, so both see the same network
+        opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+        xx = x
+        if channels_last:
+            m, xx = m.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        loss, logits, n = train_step(m, opt, xx, y, amp=amp)
+        results.append((loss, m.conv1.weight.detach().clone(), n))
+    (l32, w32, n32), (l16, w16, n16) = results
+    assert abs(l32.item() - l16.item()) < 2e-2 * abs(l32.item())
+    assert torch.allclose(w32, w16, atol=1e-3) and n32 == n16
+    assert train_step(m, opt, xx, y, count=False)[2] is None
+    with pytest.raises(ValueError, match="amp must be 'none' or 'bf16'"):
+        TrainConfig(amp="fp16")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 __all__ = ["zfnet", "alexnet_single", "build_model", "init_paper_", "init_kaiming_",
-           "layer_table", "LayerInfo", "ARCHITECTURES", "load_teaching_zfnet"]
+           "layer_table", "LayerInfo", "ARCHITECTURES", "load_teaching_zfnet", "flops"]
 
 # (name, out_channels, kernel, stride, padding, pool after?, norm after?) for the five conv layers.
 # ZF Fig. 3: 7x7/2 first layer, 5x5/2 second (their fix for AlexNet's aliasing, Sec. 4.1).
@@ -210,6 +210,24 @@ def layer_table(model: nn.Module, input_size: int | None = None) -> list[LayerIn
             rows.append(LayerInfo(name, type(m).__name__, shape, sum(p.numel() for p in m.parameters()),
                                   r if x.dim() == 4 else 0, j if x.dim() == 4 else 0))
     return rows
+
+
+def flops(model: nn.Module, input_size: int | None = None) -> int:
+    """Floating-point operations of one forward pass for one image: 2 per multiply-add of every conv and FC layer.
+
+    Explained in the chapter "Training ZFNet" (how far a GPU run is from the chip's peak). A training
+    step costs about 3x this per image (forward, and a backward pass twice as long). ReLU, pooling and
+    normalisation are left out: they are a rounding error next to the matrix products. ZFNet at 224 px:
+    about 2.3 GFLOPs.
+    """
+    total = 0
+    for row, m in zip(layer_table(model, input_size), model.children()):
+        if isinstance(m, nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
+            total += 2 * k * row.out_shape[0] * row.out_shape[1] * row.out_shape[2]
+        elif isinstance(m, nn.Linear):
+            total += 2 * m.in_features * m.out_features
+    return total
 
 
 TEACHING_WEIGHTS = "weights/zfnet_teaching.pt"

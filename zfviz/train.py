@@ -29,7 +29,7 @@ from torch import nn
 from . import data as zdata
 from .models import build_model, init_kaiming_, init_paper_
 
-__all__ = ["TrainConfig", "train", "evaluate", "renormalize_filters_", "save_checkpoint",
+__all__ = ["TrainConfig", "train", "train_step", "evaluate", "renormalize_filters_", "save_checkpoint",
            "load_checkpoint", "pick_device", "CheckpointError"]
 
 CHECKPOINT_FORMAT = "zfviz-checkpoint-1"
@@ -61,6 +61,9 @@ class TrainConfig:
     out: str = "runs/zfnet"
     checkpoint_every: int = 0      # also write last.pt every N steps inside an epoch (0: at epoch ends only)
     dropout: float = 0.5           # paper, fc6 and fc7; 0 makes runs comparable across process counts
+    amp: str = "none"              # "bf16": autocast the forward pass to bfloat16 (GPUs; ~no accuracy cost)
+    channels_last: bool = False    # NHWC memory layout, which tensor cores prefer
+    compile: bool = False          # torch.compile the model (pays off on long GPU runs)
 
     def __post_init__(self):
         if self.init not in ("paper", "kaiming"):
@@ -72,6 +75,8 @@ class TrainConfig:
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be an int >= 0 (steps; 0 = epoch ends only), "
                              f"got {self.checkpoint_every!r}")
+        if self.amp not in ("none", "bf16"):
+            raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not self.lr > 0:
@@ -97,21 +102,42 @@ def seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def renormalize_filters_(model: nn.Module, max_rms: float = 0.1) -> int:
+def renormalize_filters_(model: nn.Module, max_rms: float = 0.1, count: bool = True) -> int | None:
     """Scale every conv filter whose RMS exceeds ``max_rms`` back to ``max_rms`` (paper §3).
 
     Explained in the chapter "Training ZFNet". A filter is one output channel's weights
-    (in_channels x k x k); RMS = sqrt(mean(w^2)). Returns how many filters were rescaled.
+    (in_channels x k x k); RMS = sqrt(mean(w^2)). Returns how many filters were rescaled, or None
+    with ``count=False``, which spares a GPU the synchronisation that counting costs.
     """
-    count = 0
+    total = 0
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             w = m.weight
             rms = w.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
             over = rms > max_rms * (1 + 1e-6)   # tolerance: a filter just rescaled may round above
             w.mul_(torch.where(over, max_rms / rms, torch.ones_like(rms)))
-            count += int(over.sum())
-    return count
+            if count:
+                total += int(over.sum())
+    return total if count else None
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               max_filter_rms: float = 0.1, amp: str = "none", count: bool = True):
+    """One update of the §3 recipe: forward, cross-entropy, backward, SGD step, filter renormalisation.
+
+    Explained in the chapter "Training ZFNet". ``x`` (N, 3, S, S) preprocessed, ``y`` (N,) class indices;
+    ``amp="bf16"`` runs the forward pass under bfloat16 autocast (the loss in float32). Returns
+    ``(loss, logits, rescaled)``: the loss (a 0-dim tensor), the logits (N, C), both detached, and the
+    number of filters renormalised (None with ``count=False``). Nothing here waits for the GPU
+    unless ``count`` is True.
+    """
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach(), logits.detach(), renormalize_filters_(model, max_filter_rms, count)
 
 
 @torch.no_grad()
@@ -287,10 +313,14 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             m.p = cfg.dropout
     preprocess = zdata.Preprocess.fit(train_set.tensors()[0])
     net.to(device)
+    if cfg.channels_last:
+        net.to(memory_format=torch.channels_last)
     preprocess.to(device)
     if rank:
         torch.manual_seed(cfg.seed + rank)     # other dropout masks in other processes; rank 0 as ever
     model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    if cfg.compile:
+        model = torch.compile(model)
     # DistributedSampler's order is randperm(seed + epoch); this seed keeps the order of earlier runs.
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
                                  seed=cfg.seed * 100_003)
@@ -326,13 +356,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=first, total=n_steps,
                    disable=not (progress and main_process), leave=False)
         for k, (x, y) in enumerate(bar, start=first):
-            x, y = preprocess(x.to(device)), y.to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            rescaled += renormalize_filters_(net, cfg.max_filter_rms)
+            x, y = preprocess(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss, logits, n = train_step(model, opt, x, y, cfg.max_filter_rms, cfg.amp)
+            rescaled += n
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
@@ -367,7 +395,11 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m zfviz.train", description=__doc__.split("\n\n")[0])
     defaults = TrainConfig()
     for name, value in asdict(defaults).items():
-        p.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+        else:
+            p.add_argument(flag, type=type(value), default=value)
     p.add_argument("--resume", default=None, help="continue from a checkpoint written by this script")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
