@@ -264,8 +264,9 @@ def _distributed() -> tuple[int, int]:
     """(rank, world size); under torchrun (WORLD_SIZE > 1) joins the process group first."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))   # one GPU per process
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
 
 
@@ -408,7 +409,11 @@ def main(argv=None) -> None:
     if threads:
         torch.set_num_threads(threads)
     cfg = TrainConfig(**args)
-    train(cfg, resume=resume, progress=not no_progress)
+    try:
+        train(cfg, resume=resume, progress=not no_progress)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
