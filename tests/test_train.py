@@ -214,3 +214,25 @@ def test_train_step_bf16_and_channels_last_agree_with_fp32():
     assert train_step(m, opt, xx, y, count=False)[2] is None
     with pytest.raises(ValueError, match="amp must be 'none' or 'bf16'"):
         TrainConfig(amp="fp16")
+
+
+def test_training_from_an_image_folder(tmp_path):
+    """The ImageNet layout (root/train/<class>/*, root/val/<class>/*), random crops and flips, offline."""
+    from PIL import Image
+    g = torch.Generator().manual_seed(0)
+    for split, n in (("train", 12), ("val", 4)):
+        for cls, colour in (("red", 0), ("blue", 2)):
+            (tmp_path / "imgs" / split / cls).mkdir(parents=True)
+            for i in range(n):
+                img = torch.rand(60, 80, 3, generator=g) * 0.3
+                img[..., colour] += 0.7
+                Image.fromarray((img * 255).byte().numpy()).save(tmp_path / "imgs" / split / cls / f"{i}.png")
+    cfg = TrainConfig(dataset="imagefolder", data_root=str(tmp_path / "imgs"), width=0.0625, image_size=64,
+                      epochs=3, batch_size=8, out=str(tmp_path / "run"), seed=0)
+    result = train(cfg, progress=False)
+    assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
+    model, preprocess, state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert model.config["num_classes"] == 2 and state["info"]["classes"] == ["blue", "red"]
+    assert preprocess.mean.shape == (3, 64, 64)
+    with pytest.raises(ValueError, match="needs --data-root"):
+        train(TrainConfig(dataset="imagefolder", out=str(tmp_path / "x")), progress=False)

@@ -336,9 +336,11 @@ def fashion_mnist(split: str = "train", root: str | Path = "/usr/share/datasets/
                                  transform=transforms.ToTensor())
 
 
-def image_folder(root: str | Path, image_size: int = 224):
-    """Any ``ImageFolder`` tree (ImageNet, Imagenette, Caltech...) with the paper's preprocessing at test time:
-    resize the short side to 256/224 * image_size, centre-crop image_size. Images in [0, 1].
+def image_folder(root: str | Path, image_size: int = 224, train: bool = False):
+    """Any ``ImageFolder`` tree (ImageNet, Imagenette, Caltech...) with the paper's preprocessing: resize the
+    short side to 256/224 * image_size, then the centre crop of image_size (``train=False``), or a random
+    crop of image_size, flipped left-right half the time (``train=True``, the paper's sub-crops with flips).
+    Images (3, image_size, image_size) in [0, 1].
 
     Explained in the chapter "Training ZFNet".
     """
@@ -347,8 +349,10 @@ def image_folder(root: str | Path, image_size: int = 224):
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist; expected root/<class>/<image files>")
     short = round(image_size * 256 / 224)
-    return datasets.ImageFolder(root, transform=transforms.Compose([
-        transforms.Resize(short), transforms.CenterCrop(image_size), transforms.ToTensor()]))
+    crop = ([transforms.RandomCrop(image_size), transforms.RandomHorizontalFlip()] if train
+            else [transforms.CenterCrop(image_size)])
+    return datasets.ImageFolder(root, transform=transforms.Compose([transforms.Resize(short), *crop,
+                                                                    transforms.ToTensor()]))
 
 
 DATASETS = {"clipart": ClipArt, "tuxpaint": TuxPaint, "fashion-mnist": fashion_mnist, "imagefolder": image_folder}

@@ -44,7 +44,9 @@ class TrainConfig:
     arch: str = "zfnet"
     width: float = 0.25            # teaching scale: 24-64-96-96-64 maps, 1024-unit FC layers
     image_size: int = 112          # half the paper's 224: 4x fewer pixels, fits 2 CPU cores
-    dataset: str = "clipart"
+    dataset: str = "clipart"       # or "imagefolder": data_root/train and data_root/val (ImageNet layout)
+    data_root: str = ""
+    workers: int = 0               # DataLoader worker processes (use several for image folders)
     renders: int = 8               # fresh composites of every training sprite per epoch
     epochs: int = 30
     batch_size: int = 128          # paper
@@ -252,12 +254,39 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, expected_s
 # ------------------------------------------------------------------------------------------
 
 def _datasets(cfg: TrainConfig):
+    if cfg.dataset == "imagefolder":
+        if not cfg.data_root:
+            raise ValueError("dataset 'imagefolder' needs --data-root, a folder with train/ and val/ inside")
+        root = Path(cfg.data_root)
+        return (zdata.image_folder(root / "train", cfg.image_size, train=True),
+                zdata.image_folder(root / "val", cfg.image_size))
     if cfg.dataset != "clipart":
-        raise ValueError(f"training supports dataset 'clipart' for now, got {cfg.dataset!r}")
+        raise ValueError(f"training reads dataset 'clipart' or 'imagefolder', got {cfg.dataset!r}")
     train_set = zdata.load_dataset(cfg.dataset, "train", image_size=cfg.image_size,
                                    renders=cfg.renders, seed=cfg.seed)
     val_set = zdata.load_dataset(cfg.dataset, "val", image_size=cfg.image_size, renders=4, seed=cfg.seed)
     return train_set, val_set
+
+
+def _fit_preprocess(cfg: TrainConfig, train_set) -> zdata.Preprocess:
+    """Mean image and channel std of the training images (of up to 1,000 evenly spread centre crops)."""
+    if hasattr(train_set, "tensors"):
+        return zdata.Preprocess.fit(train_set.tensors()[0])
+    plain = zdata.image_folder(Path(cfg.data_root) / "train", cfg.image_size)
+    picks = range(0, len(plain), max(1, len(plain) // 1000))
+    return zdata.Preprocess.fit(torch.stack([plain[i][0] for i in picks]))
+
+
+def _evaluate_set(net, preprocess, dataset, device, workers: int) -> dict:
+    """:func:`evaluate` over a whole data set, held in memory when it can be, else in batches."""
+    from torch.utils.data import DataLoader
+    if hasattr(dataset, "tensors"):
+        return evaluate(net, preprocess, *dataset.tensors(), device=device)
+    loss, correct, n = 0.0, 0.0, 0
+    for x, y in DataLoader(dataset, batch_size=256, num_workers=workers):
+        r = evaluate(net, preprocess, x, y, device=device)
+        loss, correct, n = loss + r["loss"] * len(y), correct + r["accuracy"] * len(y), n + len(y)
+    return {"accuracy": correct / n, "loss": loss / n}
 
 
 def _distributed() -> tuple[int, int]:
@@ -312,7 +341,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     for m in net.modules():
         if isinstance(m, nn.Dropout):
             m.p = cfg.dropout
-    preprocess = zdata.Preprocess.fit(train_set.tensors()[0])
+    preprocess = _fit_preprocess(cfg, train_set)
     net.to(device)
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
@@ -341,18 +370,19 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         start_step, sums = state["info"].get("step", 0), tuple(state["info"].get("epoch_sums", sums))
         if main_process:
             print(f"resumed from {resume} at epoch {start}, step {start_step}", flush=True)
-    val_x, val_y = val_set.tensors()
     t0 = time.time() - (history[-1]["time_s"] if history else 0.0)
     for epoch in range(start, cfg.epochs):
         model.train()
-        train_set.set_epoch(epoch)                            # fresh composites for this epoch
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)                        # fresh composites for this epoch
         sampler.set_epoch(epoch)                              # and a fresh order
         first = start_step if epoch == start else 0           # > 0 only when resuming mid-epoch
         loss_sum, correct, seen, rescaled = sums if epoch == start else (0.0, 0, 0, 0)
         order = list(sampler)[first * per_process:]         # this process's images, less those already done
         # Its own generator: a DataLoader draws a seed when iterated, which must not move the global
         # RNG that dropout uses (a resumed run would then drop other units than the original).
-        loader = DataLoader(train_set, batch_size=per_process, sampler=order, generator=torch.Generator())
+        loader = DataLoader(train_set, batch_size=per_process, sampler=order, num_workers=cfg.workers,
+                            generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         n_steps = first + len(loader)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=first, total=n_steps,
                    disable=not (progress and main_process), leave=False)
@@ -373,7 +403,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         # Every process saw its share of the epoch: add up the counts (filters are rescaled alike in all).
         loss_sum, correct, seen, rescaled = _all_sum([loss_sum, correct, seen, rescaled], world)
         correct, seen, rescaled = int(correct), int(seen), int(rescaled) // world
-        val = evaluate(net, preprocess, val_x, val_y, device=device)
+        val = _evaluate_set(net, preprocess, val_set, device, cfg.workers)
         # The paper anneals when the validation *error* plateaus; on 320 validation images the error
         # jumps by a few points from epoch to epoch, so we watch the smoother validation loss.
         sched.step(val["loss"])
