@@ -236,3 +236,26 @@ def test_training_from_an_image_folder(tmp_path):
     assert preprocess.mean.shape == (3, 64, 64)
     with pytest.raises(ValueError, match="needs --data-root"):
         train(TrainConfig(dataset="imagefolder", out=str(tmp_path / "x")), progress=False)
+
+
+def test_snapshots_record_the_strongest_projection_at_the_chosen_epochs(tmp_path):
+    """Fig. 4 data: after epochs 1 and 2, four maps per layer, strongest activation over fixed images."""
+    from zfviz.data import ClipArt
+    from zfviz.deconv import strongest_projections
+    from zfviz.train import snapshot_epochs
+    cfg = tiny(tmp_path, "snap", 2)
+    cfg.snapshot_epochs = "1,2"
+    result = train(cfg, progress=False)
+    snaps = torch.load(tmp_path / "snap" / "snapshots.pt", weights_only=True)
+    assert snaps["epochs"] == [1, 2] and sorted(snaps["layers"]) == [1, 2, 3, 4, 5]
+    images = result["preprocess"](ClipArt("val", image_size=64, seed=3).tensors()[0][:64])
+    model = result["model"].eval()
+    for layer, entry in snaps["layers"].items():
+        assert entry["channels"].shape == (4,) and len(entry["projections"]) == 2
+        top, projections = strongest_projections(model, images, layer, entry["channels"].tolist())
+        assert torch.equal(entry["indices"][-1], top.indices[:, 0])           # recomputed independently
+        assert torch.allclose(entry["projections"][-1].float(), projections, rtol=1e-2, atol=1e-3)
+    assert snapshot_epochs("paper", 70) == [1, 2, 5, 10, 20, 30, 40, 64]
+    assert snapshot_epochs("paper", 100) == [1, 3, 7, 14, 29, 43, 57, 91]
+    with pytest.raises(ValueError, match=r"must lie in 1\.\.2"):
+        TrainConfig(epochs=2, snapshot_epochs="1,5")

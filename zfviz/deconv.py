@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 __all__ = ["feature_map", "project", "backprop", "guided_backprop", "unpool", "rectify", "filter_down",
-           "top_activations", "TopActivations", "receptive_field_box"]
+           "top_activations", "TopActivations", "receptive_field_box", "strongest_projections"]
 
 # Modules the walk understands; LRN and Identity are the identity on the way down.
 _SUPPORTED = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.LocalResponseNorm, nn.Identity)
@@ -332,6 +332,21 @@ def top_activations(model: nn.Module, dataset, layer: int, k: int = 9, channels:
         best = _merge_top(batch if best is None else _cat(best, batch), k)
         start += len(images)
     return best
+
+
+def strongest_projections(model: nn.Module, images: torch.Tensor, layer: int,
+                          channels: Sequence[int]) -> tuple[TopActivations, torch.Tensor]:
+    """For each feature map in ``channels``, its strongest activation over a set of images, projected (ZF Fig. 4).
+
+    Explained in the chapter "Training ZFNet" (how features evolve during training).
+    ``images`` (N, 3, H, W), preprocessed. Returns the :class:`TopActivations` with k = 1 (``values`` (C, 1),
+    ``indices`` (C, 1), ``positions`` (C, 1, 2)) and the projections (C, 3, H, W), one per map.
+    """
+    from torch.utils.data import TensorDataset
+    top = top_activations(model, TensorDataset(images, torch.zeros(len(images))), layer, k=1, channels=channels)
+    projections = [project(model, images[i:i + 1], layer, c)[0]
+                   for c, i in zip(channels, top.indices[:, 0].tolist())]
+    return top, torch.stack(projections)
 
 
 def receptive_field_box(model: nn.Module, layer: int, position: tuple[int, int],

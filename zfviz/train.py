@@ -29,10 +29,12 @@ from torch import nn
 from . import data as zdata
 from .models import build_model, init_kaiming_, init_paper_
 
-__all__ = ["TrainConfig", "train", "train_step", "evaluate", "renormalize_filters_", "save_checkpoint",
+__all__ = ["TrainConfig", "train", "train_step", "evaluate", "snapshot_epochs", "PAPER_SNAPSHOT_EPOCHS", "renormalize_filters_", "save_checkpoint",
            "load_checkpoint", "pick_device", "CheckpointError"]
 
 CHECKPOINT_FORMAT = "zfviz-checkpoint-1"
+PAPER_SNAPSHOT_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)   # Fig. 4 shows these epochs of a 70-epoch run
+SNAPSHOT_MAPS, SNAPSHOT_IMAGES = 4, 64                   # per layer; the first validation images
 
 
 @dataclass
@@ -66,6 +68,7 @@ class TrainConfig:
     amp: str = "none"              # "bf16": autocast the forward pass to bfloat16 (GPUs; ~no accuracy cost)
     channels_last: bool = False    # NHWC memory layout, which tensor cores prefer
     compile: bool = False          # torch.compile the model (pays off on long GPU runs)
+    snapshot_epochs: str = ""      # Fig. 4: "paper" (1,2,5,...,64 of 70, scaled to this run) or "1,3,10"
 
     def __post_init__(self):
         if self.init not in ("paper", "kaiming"):
@@ -79,6 +82,7 @@ class TrainConfig:
                              f"got {self.checkpoint_every!r}")
         if self.amp not in ("none", "bf16"):
             raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
+        snapshot_epochs(self.snapshot_epochs, self.epochs)      # raises on a bad list
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not self.lr > 0:
@@ -289,6 +293,50 @@ def _evaluate_set(net, preprocess, dataset, device, workers: int) -> dict:
     return {"accuracy": correct / n, "loss": loss / n}
 
 
+def snapshot_epochs(spec: str, epochs: int) -> list[int]:
+    """The epochs after which a run records Fig. 4 snapshots: ``"paper"`` scales the paper's epochs
+    (1, 2, 5, 10, 20, 30, 40, 64 of 70) to ``epochs``; otherwise a comma-separated list; ``""`` none.
+
+    Explained in the chapter "Training ZFNet" (feature evolution, Fig. 4).
+    """
+    if not spec:
+        return []
+    if spec == "paper":
+        return sorted({min(epochs, max(1, round(e * epochs / 70))) for e in PAPER_SNAPSHOT_EPOCHS})
+    try:
+        chosen = sorted({int(v) for v in spec.split(",")})
+    except ValueError:
+        raise ValueError(f"snapshot_epochs must be 'paper' or a list like '1,2,5'; got {spec!r}") from None
+    if not all(1 <= e <= epochs for e in chosen):
+        raise ValueError(f"snapshot_epochs must lie in 1..{epochs} (the run's epochs); got {spec!r}")
+    return chosen
+
+
+@torch.no_grad()
+def _record_snapshot(path: Path, net: nn.Module, images: torch.Tensor, epoch: int, seed: int) -> None:
+    """Append, for SNAPSHOT_MAPS seeded maps of every conv layer, the strongest activation over ``images``
+    and its projection (float16) to the snapshot file (read again each time, so it survives a resume)."""
+    from .deconv import strongest_projections
+    state = torch.load(path, weights_only=True) if path.is_file() else {"epochs": [], "layers": {}}
+    g = torch.Generator().manual_seed(seed)
+    was_training = net.training
+    net.eval()
+    convs = [m for m in net.children() if isinstance(m, nn.Conv2d)]
+    for layer, conv in enumerate(convs, start=1):
+        maps = torch.randperm(conv.out_channels, generator=g)[:SNAPSHOT_MAPS]
+        entry = state["layers"].setdefault(layer, {"channels": maps, "values": [], "indices": [],
+                                                   "projections": []})
+        top, projections = strongest_projections(net, images, layer, entry["channels"].tolist())
+        entry["values"].append(top.values[:, 0])
+        entry["indices"].append(top.indices[:, 0])
+        entry["projections"].append(projections.half().cpu())
+    state["epochs"].append(epoch)
+    net.train(was_training)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size); under torchrun (WORLD_SIZE > 1) joins the process group first."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -358,6 +406,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor,
                                                        patience=cfg.lr_patience, min_lr=cfg.min_lr)
+    snapshots = snapshot_epochs(cfg.snapshot_epochs, cfg.epochs)
+    snapshot_images = None
+    if snapshots:   # a fixed image set: the first validation images, preprocessed
+        first_images = torch.stack([val_set[i][0] for i in range(min(SNAPSHOT_IMAGES, len(val_set)))])
+        snapshot_images = preprocess(first_images.to(device))
     history, start, start_step, sums = [], 0, 0, (0.0, 0, 0, 0)
     out = Path(cfg.out)
     if resume is not None:
@@ -419,6 +472,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         save_checkpoint(out / "last.pt", net, preprocess, opt, sched, epoch + 1,
                         history=history, classes=train_set.classes, train_config=asdict(cfg))
         (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+        if epoch + 1 in snapshots:
+            _record_snapshot(out / "snapshots.pt", net, snapshot_images, epoch + 1, cfg.seed)
     return {"history": history, "model": net, "preprocess": preprocess}
 
 
