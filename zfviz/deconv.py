@@ -322,7 +322,8 @@ def top_activations(model: nn.Module, dataset, layer: int, k: int = 9, channels:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     device, best, start = _device(model, None), None, 0
-    for images, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    # Its own generator: iterating a DataLoader draws a seed, which must not move the caller's RNG.
+    for images, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator()):
         images = images.to(device)
         if preprocess is not None:
             images = preprocess(images)
