@@ -30,6 +30,17 @@ def test_renormalize_filters_caps_rms_at_threshold():
     assert renormalize_filters_(m, 0.1) == 0    # idempotent
 
 
+def test_renormalisation_off_leaves_filters_alone():
+    m = zfnet(num_classes=4, width=0.125, input_size=64)
+    with torch.no_grad():
+        m.conv1.weight.normal_(0, 0.3)
+    before = m.conv1.weight.clone()
+    assert renormalize_filters_(m, 0) == 0
+    assert torch.equal(m.conv1.weight, before)
+    with pytest.raises(ValueError, match="max_rms must be >= 0"):
+        renormalize_filters_(m, -0.1)
+
+
 def small_model():
     return zfnet(num_classes=3, width=0.125, input_size=64)
 
@@ -102,7 +113,9 @@ def test_pick_device():
 
 @pytest.mark.parametrize("kwargs, match", [({"init": "xavier"}, "init must be 'paper' or 'kaiming'"),
                                            ({"epochs": 0}, "epochs must be a positive int"),
-                                           ({"lr": 0}, "lr must be > 0")])
+                                           ({"lr": 0}, "lr must be > 0"),
+                                           ({"max_filter_rms": -1.0}, "max_filter_rms must be a finite"),
+                                           ({"max_filter_rms": float("inf")}, "0 turns renormalisation off")])
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
@@ -125,6 +138,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     for m in straight["model"].modules():
         if isinstance(m, nn.Conv2d):
             assert m.weight.pow(2).mean((1, 2, 3)).sqrt().max() <= 0.1 + 1e-6
+    # The history records every layer-1 filter's RMS (Fig. 6a), here after the last epoch.
+    w = straight["model"].conv1.weight
+    assert straight["history"][-1]["conv1_rms"] == pytest.approx(w.pow(2).mean((1, 2, 3)).sqrt().tolist(), abs=1e-6)
 
 
 def test_sidecar_accepts_either_file_while_a_save_is_in_flight(tmp_path):
