@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from zfviz import data as zdata
-from zfviz.data import ClipArt, DataIntegrityError, Preprocess, TuxPaint, composite, load_dataset
+from zfviz.data import ClipArt, DataIntegrityError, Preprocess, TuxPaint, composite, load_dataset, ten_crops
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +179,45 @@ def test_image_folder(tmp_path):
     assert x.shape == (3, 48, 48) and y == 1 and torch.allclose(x[2], torch.ones(48, 48))
     with pytest.raises(FileNotFoundError, match="expected root/<class>/<image files>"):
         load_dataset("imagefolder", root=tmp_path / "missing")
+
+
+def test_ten_crops_match_torchvision_and_the_corners_by_hand():
+    from torchvision.transforms.v2 import functional as TF
+    x = torch.rand(2, 3, 17, 20)
+    crops = ten_crops(x, 11)
+    assert crops.shape == (2, 10, 3, 11, 11)
+    assert torch.equal(crops, torch.stack(list(TF.ten_crop(x, [11, 11])), dim=1))
+    assert torch.equal(crops[:, 3], x[..., 6:, 9:])                    # bottom-right corner
+    assert torch.equal(crops[:, 5], x[..., :11, 9:].flip(-1))          # top-left of the mirrored image
+
+
+@pytest.mark.parametrize("size", [0, 18, 2.5])
+def test_ten_crops_bad_size(size):
+    with pytest.raises(ValueError, match="size must be an int in"):
+        ten_crops(torch.rand(1, 3, 17, 20), size)
+
+
+def test_locate_finds_a_point_of_the_drawing_in_every_render():
+    # A synthetic sprite: one opaque white dot at a known tile point; composite it with each render's own
+    # placement (flips and tilts included) and compare the dot's centre with locate().
+    ds = ClipArt("val")
+    t = ds.sprites.shape[-1]
+    renders = [0, 5, 17, 100, 200]
+    assert ds.placement["flip"][renders].any() and not ds.placement["flip"][renders].all()
+    for u, v in [(0.25, 0.3), (0.7, 0.8)]:
+        i, j = int(v * t), int(u * t)
+        sprite = torch.zeros(1, 4, t, t)
+        sprite[0, :, i - 3:i + 4, j - 3:j + 4] = 1.0
+        uv = ((j + 0.5) / t, (i + 0.5) / t)
+        where = ds.locate(torch.tensor(renders), torch.tensor([uv] * len(renders)))
+        for r, (x, y) in zip(renders, where.tolist()):
+            p = {name: value[r:r + 1] for name, value in ds.placement.items()}
+            image, _ = composite(sprite, torch.zeros(1, 3, 112, 112), p["scale"], p["angle"], p["center"],
+                                 p["flip"], 112)
+            ys, xs = torch.nonzero(image[0].sum(0) > 1.0, as_tuple=True)
+            assert abs(xs.float().mean().item() + 0.5 - x) < 0.75 and abs(ys.float().mean().item() + 0.5 - y) < 0.75
+    assert ds.locate(3, (0.5, 0.5)).shape == (2,)
+    with pytest.raises(ValueError, match="index must be in"):
+        ds.locate(len(ds), (0.5, 0.5))
+    with pytest.raises(ValueError, match="uv must be"):
+        ds.locate(0, (0.5, 0.5, 0.5))

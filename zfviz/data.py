@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 __all__ = ["DATA_DIR", "DataIntegrityError", "verify", "sha256_file", "data_path", "load_dataset", "DATASETS",
-           "ClipArt", "TuxPaint", "Preprocess", "fashion_mnist", "image_folder", "composite"]
+           "ClipArt", "TuxPaint", "Preprocess", "fashion_mnist", "image_folder", "composite", "ten_crops"]
 
 DATA_DIR = Path(os.environ.get("ZFVIZ_DATA", Path(__file__).resolve().parents[1] / "data"))
 SPLITS = ("train", "val", "test")
@@ -244,6 +244,34 @@ class ClipArt(Dataset):
         self.labels = self.sprite_labels[which]
         self.sprite_index = which
         self.boxes = torch.stack([_box(mk) for mk in self.masks])
+        # How each drawing was placed: lets locate() find the same point of a drawing in all its renders.
+        self.placement = {"scale": scale, "angle": angle, "center": center, "flip": flip}
+
+    def locate(self, index, uv) -> torch.Tensor:
+        """Where a point of the drawing landed in the images: pixel coordinates (x, y) in render(s) ``index``.
+
+        Explained in the chapter "§4.3 Correspondence" (the same part of a drawing in several renders).
+        ``uv``: (2,) or (K, 2), the point as a fraction of the drawing's square tile, (0, 0) its top-left
+        corner and (1, 1) its bottom-right, before flipping, tilting and scaling. ``index``: an int or a
+        (K,) tensor of renders. Returns (2,) or (K, 2) float, continuous pixel coordinates (the centre of
+        pixel (i, j) is (j + 0.5, i + 0.5)); the composite's own transform, inverted.
+        """
+        idx = torch.as_tensor(index, dtype=torch.long)
+        uv = torch.as_tensor(uv, dtype=torch.float32)
+        if uv.shape[-1] != 2 or uv.dim() > 2 or idx.dim() > 1:
+            raise ValueError(f"uv must be (2,) or (K, 2) and index an int or (K,); got uv {tuple(uv.shape)}, "
+                             f"index {tuple(idx.shape)}")
+        if len(self) and not (0 <= int(idx.min()) and int(idx.max()) < len(self)):
+            raise ValueError(f"index must be in [0, {len(self) - 1}], got {index!r}")
+        p = self.placement
+        s, a, c = p["scale"][idx], p["angle"][idx], p["center"][idx]
+        sx = torch.where(p["flip"][idx], -1.0, 1.0)
+        u, v = 2 * uv[..., 0] - 1, 2 * uv[..., 1] - 1               # tile coordinates in [-1, 1]
+        # composite() samples the sprite at A (p_out - c) with A = M / s, M = [[sx cos, sx sin], [-sin, cos]];
+        # M^-1 = [[sx cos, -sin], [sx sin, cos]] since det M = sx = +-1.
+        x = c[..., 0] + s * (sx * torch.cos(a) * u - torch.sin(a) * v)
+        y = c[..., 1] + s * (sx * torch.sin(a) * u + torch.cos(a) * v)
+        return torch.stack([(x + 1) / 2 * self.image_size, (y + 1) / 2 * self.image_size], dim=-1)
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All images (N, 3, S, S) float in [0, 1] and labels (N,) at once (for fast training loops)."""
@@ -353,6 +381,27 @@ def image_folder(root: str | Path, image_size: int = 224, train: bool = False):
             else [transforms.CenterCrop(image_size)])
     return datasets.ImageFolder(root, transform=transforms.Compose([transforms.Resize(short), *crop,
                                                                     transforms.ToTensor()]))
+
+
+def ten_crops(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The paper's 10 sub-crops: the four corners and the centre, each also flipped left-right.
+
+    Explained in the chapter "Training ZFNet". ``images`` (N, C, H, W) -> (N, 10, C, size, size), in
+    torchvision's ``TenCrop`` order: top-left, top-right, bottom-left, bottom-right, centre, then the
+    same five of the flipped image. At the paper's scale H = W = 256 and size = 224.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"images must be a tensor (N, C, H, W); got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    h, w = images.shape[-2:]
+    if not isinstance(size, int) or not 1 <= size <= min(h, w):
+        raise ValueError(f"size must be an int in [1, {min(h, w)}] (the image side), got {size!r}")
+    top, left = (h - size) // 2, (w - size) // 2     # torchvision's centre crop rounds the same way
+    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
+    five = [images[..., y:y + size, x:x + size] for y, x in corners]
+    mirrored = images.flip(-1)
+    five += [mirrored[..., y:y + size, x:x + size] for y, x in corners]
+    return torch.stack(five, dim=1)
 
 
 DATASETS = {"clipart": ClipArt, "tuxpaint": TuxPaint, "fashion-mnist": fashion_mnist, "imagefolder": image_folder}
