@@ -1,0 +1,388 @@
+"""zfviz.features against independent computations: zfviz.deconv's feature maps, a manual forward through the
+children, exact pixel moves, torch.rot90, hand-worked sign-change scores and a naive correspondence loop.
+
+Small random networks (width 0.125, 64-pixel input, He init so signals keep their scale) keep the file fast.
+"""
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zfviz import deconv
+from zfviz.data import Preprocess
+from zfviz.features import (correspondence, invariance, layer_features, mask_region, part_squares, random_squares,
+                            sign_change_score, transform)
+from zfviz.models import init_kaiming_, zfnet
+
+SIZE = 64
+
+
+def small(seed=0):
+    torch.manual_seed(seed)
+    return init_kaiming_(zfnet(10, 0.125, SIZE)).eval()
+
+
+def images(n=3, size=SIZE, seed=1, dtype=torch.float32):
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def manual(model, x, layer):
+    """The paper's layer by running the children in order, dropout as the identity (independent of zfviz)."""
+    names = {k: f"relu{k}" for k in range(1, 8)}
+    for name, m in model.named_children():
+        x = x if isinstance(m, torch.nn.Dropout) else m(x)
+        if name == names[layer]:
+            return x.flatten(1)
+    raise AssertionError(f"no {names[layer]}")
+
+
+# ---------------------------------------------------------------- layer_features
+
+@pytest.mark.parametrize("layer", [1, 2, 3, 4, 5])
+def test_conv_layers_are_deconvs_feature_maps_flattened(layer):
+    model, x = small(), images()
+    got = layer_features(model, x, layer)
+    assert torch.equal(got, deconv.feature_map(model, x, layer).flatten(1))
+    assert torch.equal(got, manual(model, x, layer))
+
+
+@pytest.mark.parametrize("layer", [6, 7])
+def test_fc_layers_match_a_manual_forward_with_dropout_off_and_leave_training_flags(layer):
+    model, x = small(), images()
+    model.train()                                   # dropout would be on if features ran in training mode
+    got = layer_features(model, x, layer)
+    assert got.shape == (3, model.fc6.out_features) and got.abs().sum() > 0
+    assert torch.allclose(got, manual(model, x, layer), atol=1e-6, rtol=1e-5)
+    assert all(m.training for m in model.modules())  # restored
+
+
+def test_several_layers_in_one_pass_equal_single_calls_and_batching_changes_nothing():
+    model, x = small(), images(5)
+    many = layer_features(model, x, [7, 1, 5], batch_size=2)
+    assert list(many) == [7, 1, 5]
+    for k in (1, 5, 7):
+        assert torch.allclose(many[k], layer_features(model, x, k, batch_size=64), atol=1e-6, rtol=1e-5)
+    assert many[1].shape == (5, model.conv1.out_channels * 30 * 30)   # (64 + 2 - 7) // 2 + 1 = 30
+
+
+def test_the_forward_pass_stops_after_the_highest_layer_asked_for():
+    model, x = small(), images(2)
+    calls = []
+    handles = [m.register_forward_hook(lambda *a, name=name: calls.append(name))
+               for name, m in model.named_children()]
+    try:
+        layer_features(model, x, [2, 4])
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls[-1] == "relu4" and "conv5" not in calls
+
+
+def test_bad_layers_and_images_say_what_is_allowed():
+    model, x = small(), images(2)
+    for bad in (0, 8, True, 2.0, [], [1, 8], "1", None):
+        with pytest.raises(ValueError, match=r"1\.\.7"):
+            layer_features(model, x, bad)
+    with pytest.raises(ValueError, match="repeat"):
+        layer_features(model, x, [1, 1])
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        layer_features(model, x[0], 1)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        layer_features(model, x[:, :2], 1)
+    with pytest.raises(TypeError, match="float"):
+        layer_features(model, (x * 10).long(), 1)
+    with pytest.raises(ValueError, match="64 pixels"):
+        layer_features(model, images(2, size=96), 6)
+    with pytest.raises(ValueError, match="batch_size"):
+        layer_features(model, x, 1, batch_size=0)
+
+
+# ---------------------------------------------------------------- transform
+
+@pytest.mark.parametrize("kind,amount", [("translate", 0), ("scale", 1), ("scale", 1.0), ("rotate", 0),
+                                         ("rotate", 360), ("rotate", -720)])
+def test_identity_amounts_return_an_exact_copy(kind, amount):
+    x = images(2)
+    y = transform(x, kind, amount, fill=5.0)
+    assert torch.equal(y, x) and y is not x
+
+
+@pytest.mark.parametrize("k", [1, 5, -3])
+def test_translate_moves_rows_by_exactly_k_and_fills_the_uncovered_rows(k):
+    x = images(2, size=16)
+    fill = torch.arange(3 * 16 * 16, dtype=torch.float32).view(3, 16, 16)   # a per-pixel fill image
+    y = transform(x, "translate", k, fill=fill)
+    if k > 0:
+        assert torch.equal(y[..., k:, :], x[..., :-k, :])
+        assert torch.equal(y[..., :k, :], fill[:, :k].expand(2, 3, k, 16))
+    else:
+        assert torch.equal(y[..., :k, :], x[..., -k:, :])
+        assert torch.equal(y[..., k:, :], fill[:, k:].expand(2, 3, -k, 16))
+
+
+def test_translate_a_bright_row_moves_it_down():
+    x = torch.zeros(1, 3, 10, 10)
+    x[..., 2, :] = 1.0
+    y = transform(x, "translate", 4.0)
+    assert y[0, 0, :, 0].nonzero().flatten().tolist() == [6]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_rotate_by_quarter_turns_is_rot90_counter_clockwise(k):
+    x = images(2, size=12)
+    assert torch.allclose(transform(x, "rotate", 90 * k), torch.rot90(x, k, dims=(2, 3)), atol=1e-5)
+
+
+def test_rotation_corners_show_the_fill():
+    x = images(1, size=16)
+    y = transform(x, "rotate", 45, fill=7.0)
+    assert torch.equal(y[..., 0, 0], torch.full((1, 3), 7.0))
+    assert not torch.allclose(y[..., 8, 8], torch.full((1, 3), 7.0))
+
+
+def test_scale_zooms_about_the_centre():
+    # A ramp f(col) = col: bilinear sampling is exact on it, so zoom s gives c + (col - c) / s, c the centre.
+    width = 9
+    x = torch.arange(width, dtype=torch.float64).expand(1, 3, width, width).contiguous()
+    y = transform(x, "scale", 2.0, fill=1e6)
+    c = (width - 1) / 2
+    expected = c + (torch.arange(width, dtype=torch.float64) - c) / 2
+    assert torch.allclose(y[0, 0, 4], expected, atol=1e-9)
+    assert y.max() < 1e6                            # a zoom >= 1 uncovers nothing
+
+
+def test_bad_transformations_say_what_is_allowed():
+    x = images(1, size=8)
+    with pytest.raises(ValueError, match="translate.*scale.*rotate"):
+        transform(x, "shear", 1)
+    with pytest.raises(ValueError, match="whole pixels"):
+        transform(x, "translate", 1.5)
+    with pytest.raises(ValueError, match="whole pixels"):
+        transform(x, "translate", 8)
+    with pytest.raises(ValueError, match="> 0"):
+        transform(x, "scale", 0)
+    with pytest.raises(ValueError, match="finite"):
+        transform(x, "rotate", float("nan"))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        transform(x[0], "rotate", 10)
+    with pytest.raises(ValueError, match="broadcasts"):
+        transform(x, "rotate", 10, fill=torch.zeros(3, 4, 4))
+
+
+# ---------------------------------------------------------------- invariance
+
+def test_invariance_at_the_identity_is_zero_distance_and_the_models_own_probability():
+    model, x = small(), images(4)
+    labels = torch.tensor([0, 3, 9, 3])
+    inv = invariance(model, x, labels, "translate", [0, 4, -4], layers=(1, 6, 7))
+    assert inv.amounts.tolist() == [0, 4, -4]
+    for k in (1, 6, 7):
+        assert inv.distance[k].shape == (3, 4)
+        assert torch.equal(inv.distance[k][0], torch.zeros(4))
+        assert (inv.distance[k][1:] > 0).all()
+        assert torch.allclose(inv.norm[k], manual(model, x, k).norm(dim=1), rtol=1e-5)
+    with torch.no_grad():
+        p = F.softmax(model(x), dim=1)
+    assert torch.allclose(inv.prob[0], p[torch.arange(4), labels], rtol=1e-5)
+    assert torch.equal(inv.top[0], p.argmax(1))
+
+
+def test_invariance_distances_match_features_of_transformed_images():
+    model, x = small(), images(3)
+    labels = [1, 2, 3]
+    inv = invariance(model, x, labels, "rotate", [30, 90], layers=(1, 7), batch_size=2)
+    for a, amount in enumerate([30, 90]):
+        for k in (1, 7):
+            moved = manual(model, transform(x, "rotate", amount), k)
+            expected = (moved - manual(model, x, k)).norm(dim=1)
+            assert torch.allclose(inv.distance[k][a], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_invariance_with_preprocess_moves_pixels_and_fills_with_the_mean_image():
+    model = small()
+    pixels = torch.rand(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    prep = Preprocess.fit(torch.rand(10, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3)))
+    inv = invariance(model, pixels, [0, 1, 2], "translate", [6], layers=[2], preprocess=prep)
+    moved = transform(pixels, "translate", 6, fill=prep.mean)
+    assert torch.equal(moved[..., :6, :], prep.mean[:, :6].expand(3, 3, 6, SIZE))
+    expected = (manual(model, prep(moved), 2) - manual(model, prep(pixels), 2)).norm(dim=1)
+    assert torch.allclose(inv.distance[2][0], expected, rtol=1e-4)
+    with torch.no_grad():
+        p = F.softmax(model(prep(moved)), dim=1)[torch.arange(3), torch.tensor([0, 1, 2])]
+    assert torch.allclose(inv.prob[0], p, rtol=1e-5)
+
+
+def test_bad_invariance_arguments_say_what_is_allowed():
+    model, x = small(), images(2)
+    with pytest.raises(ValueError, match="choose one of"):
+        invariance(model, x, [0, 1], "flip", [1])
+    with pytest.raises(ValueError, match=r"ints in 0\.\.9"):
+        invariance(model, x, [0, 10], "rotate", [10])
+    with pytest.raises(ValueError, match="one per image"):
+        invariance(model, x, [0], "rotate", [10])
+    with pytest.raises(ValueError, match="at least one"):
+        invariance(model, x, [0, 1], "rotate", [])
+    with pytest.raises(ValueError, match=r"1\.\.7"):
+        invariance(model, x, [0, 1], "rotate", [10], layers=(0, 7))
+
+
+# ---------------------------------------------------------------- sign-change score
+
+def naive_score(eps, ignore_zeros=False):
+    s = torch.sign(eps)
+    values = []
+    for i, j in itertools.combinations(range(len(s)), 2):
+        dims = [d for d in range(s.shape[1]) if not ignore_zeros or (s[i, d] != 0 and s[j, d] != 0)]
+        if dims:
+            values.append(sum(bool(s[i, d] != s[j, d]) for d in dims) / len(dims))
+    return sum(values) / len(values) if values else float("nan")
+
+
+def test_sign_change_score_extremes():
+    row = torch.tensor([[0.5, -2.0, 3.0, 1e-3]])
+    assert sign_change_score(row.repeat(5, 1)) == 0.0
+    assert sign_change_score(torch.cat([row, -row])) == 1.0
+    assert sign_change_score(torch.cat([row, -row]), ignore_zeros=True) == 1.0
+
+
+def test_sign_change_score_by_hand_with_zeros_both_ways():
+    eps = torch.tensor([[1.0, -2.0, 0.0, 0.0],    # signs a = + - 0 0
+                        [3.0, 0.0, 0.0, -1.0],    #       b = + 0 0 -
+                        [-1.0, -1.0, 0.0, 2.0]])  #       c = - - 0 +
+    # zeros as a sign: H(a,b) = 2/4, H(a,c) = 2/4, H(b,c) = 3/4
+    assert sign_change_score(eps) == pytest.approx((0.5 + 0.5 + 0.75) / 3)
+    # only dimensions where both changed: H(a,b) = 0/1, H(a,c) = 1/2, H(b,c) = 2/2
+    assert sign_change_score(eps, ignore_zeros=True) == pytest.approx((0 + 0.5 + 1) / 3)
+
+
+def test_sign_change_score_no_shared_change_is_nan_when_ignoring_zeros():
+    eps = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+    assert sign_change_score(eps) == 1.0
+    assert math.isnan(sign_change_score(eps, ignore_zeros=True))
+
+
+@pytest.mark.parametrize("ignore_zeros", [False, True])
+def test_sign_change_score_equals_a_naive_pair_loop(ignore_zeros):
+    g = torch.Generator().manual_seed(4)
+    eps = torch.randint(-1, 2, (5, 40), generator=g) * torch.rand(5, 40, generator=g)
+    assert sign_change_score(eps, ignore_zeros) == pytest.approx(naive_score(eps, ignore_zeros), abs=1e-12)
+
+
+def test_bad_eps_say_what_is_allowed():
+    with pytest.raises(ValueError, match="N >= 2"):
+        sign_change_score(torch.ones(1, 5))
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        sign_change_score(torch.ones(5))
+    with pytest.raises(TypeError, match="True or False"):
+        sign_change_score(torch.ones(2, 5), ignore_zeros=1)
+
+
+# ---------------------------------------------------------------- regions
+
+def test_mask_region_fills_exactly_the_box_clipped_to_the_image():
+    x = images(2, size=10)
+    boxes = torch.tensor([[2, 3, 5, 4], [7, 8, 14, 20]])          # (x0, y0, x1, y1); the second reaches past
+    y = mask_region(x, boxes, fill=-9.0)
+    expected = x.clone()
+    expected[0, :, 3:4, 2:5] = -9.0
+    expected[1, :, 8:, 7:] = -9.0
+    assert torch.equal(y, expected)
+
+
+def test_mask_region_with_masks_and_a_fill_image():
+    x = images(2, size=6)
+    masks = torch.zeros(2, 6, 6, dtype=torch.bool)
+    masks[0, 1, 2] = masks[1, 4:, :2] = True
+    fill = torch.rand(3, 6, 6)
+    y = mask_region(x, masks, fill)
+    assert torch.equal(y, torch.where(masks.unsqueeze(1), fill, x))
+    with pytest.raises(ValueError, match="bool"):
+        mask_region(x, masks[:, :5], 0.0)
+    with pytest.raises(ValueError, match=r"\(x0, y0, x1, y1\)"):
+        mask_region(x, torch.tensor([[1, 1, 3, 3]]), 0.0)         # one box for two images
+    with pytest.raises(ValueError, match="x1 > x0"):
+        mask_region(x, torch.tensor([[3, 1, 3, 3], [0, 0, 1, 1]]), 0.0)
+
+
+def test_part_squares_by_hand():
+    boxes = torch.tensor([[10, 20, 30, 60], [0, 0, 100, 100]])
+    # box 0: 20 x 40, sqrt(800) * 0.5 = 14.1 -> 14; centre (10 + 0.5 * 20, 20 + 0.25 * 40) = (20, 30)
+    # box 1: 100 x 100 -> side 50; centre (50, 25)
+    assert part_squares(boxes, (0.5, 0.25), 0.5).tolist() == [[13, 23, 27, 37], [25, 0, 75, 50]]
+    with pytest.raises(ValueError, match="fractions in"):
+        part_squares(boxes, (1.5, 0.2), 0.5)
+    with pytest.raises(ValueError, match="side"):
+        part_squares(boxes, (0.5, 0.2), 0)
+
+
+def test_random_squares_keep_their_size_stay_inside_and_reach_every_position():
+    squares = torch.tensor([[0, 0, 3, 2]]).repeat(200, 1)
+    bounds = torch.tensor([[5, 5, 10, 8]]).repeat(200, 1)          # room for x0 in 5..7, y0 in 5..6
+    r = random_squares(squares, bounds, torch.Generator().manual_seed(0))
+    assert torch.equal(r[:, 2:] - r[:, :2], torch.tensor([3, 2]).expand(200, 2))
+    assert set(r[:, 0].tolist()) == {5, 6, 7} and set(r[:, 1].tolist()) == {5, 6}
+    assert torch.equal(r, random_squares(squares, bounds, torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="fit inside"):
+        random_squares(torch.tensor([[0, 0, 9, 2]]), torch.tensor([[0, 0, 8, 8]]))
+
+
+# ---------------------------------------------------------------- correspondence
+
+def test_correspondence_equals_a_naive_recomputation():
+    model, x = small(), images(4)
+    boxes = torch.tensor([[4, 4, 40, 50], [10, 2, 60, 60], [0, 20, 30, 64], [20, 20, 50, 50]])
+    parts = {"eye": part_squares(boxes, (0.3, 0.3), 0.3),
+             "random": random_squares(part_squares(boxes, (0.3, 0.3), 0.3), torch.tensor([[0, 0, SIZE, SIZE]] * 4),
+                                      torch.Generator().manual_seed(5))}
+    for ignore_zeros in (False, True):
+        got = correspondence(model, x, parts, layers=(3, 7), ignore_zeros=ignore_zeros, batch_size=3)
+        for name, squares in parts.items():
+            masked = x.clone()
+            for i, (x0, y0, x1, y1) in enumerate(squares.tolist()):
+                masked[i, :, max(y0, 0):y1, max(x0, 0):x1] = 0.0
+            for k in (3, 7):
+                eps = manual(model, x, k) - manual(model, masked, k)
+                assert got[name][k] == pytest.approx(naive_score(eps, ignore_zeros), abs=1e-9)
+
+
+def test_bad_correspondence_arguments_say_what_is_allowed():
+    model, x = small(), images(2)
+    box = torch.tensor([[0, 0, 5, 5]])
+    with pytest.raises(ValueError, match="N >= 2"):
+        correspondence(model, x[:1], {"a": box})
+    with pytest.raises(ValueError, match="non-empty dict"):
+        correspondence(model, x, {})
+    with pytest.raises(ValueError, match=r"\(2, 4\)"):
+        correspondence(model, x, {"a": box})
+
+
+def test_top_norm_share_by_hand():
+    from zfviz.features import top_norm_share
+    w = torch.zeros(4, 1, 1, 2)
+    w[:, 0, 0, 0] = torch.tensor([3.0, 1.0, 1.0, 1.0])          # norms 3, 1, 1, 1 (sum 6)
+    assert top_norm_share(w, 1) == pytest.approx(0.5)
+    assert top_norm_share(w, 2) == pytest.approx(4 / 6)
+    assert top_norm_share(torch.ones(8, 3, 2, 2), 2) == pytest.approx(2 / 8)    # equal filters: k / C
+    with pytest.raises(ValueError, match="k must be an int in"):
+        top_norm_share(w, 5)
+    with pytest.raises(ValueError, match="weight must be a conv weight"):
+        top_norm_share(torch.ones(4, 3), 1)
+
+
+def test_dead_filters_finds_the_silent_ones():
+    from zfviz.features import dead_filters
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.copy_(torch.tensor([1.0, 0.5, 0.004, -2.0]))   # constant responses 1, 0.5, 0.004, 0
+    images = torch.randn(5, 3, 8, 8)
+    assert dead_filters(conv, images).tolist() == [False, False, True, True]
+    assert dead_filters(conv, images, threshold=0.001).tolist() == [False, False, False, True]
+    with pytest.raises(ValueError, match="threshold must be in"):
+        dead_filters(conv, images, threshold=1.5)
+    with pytest.raises(ValueError, match=r"images must be \(N, 3, H, W\)"):
+        dead_filters(conv, torch.randn(5, 1, 8, 8))
+    with pytest.raises(TypeError, match="conv must be an nn.Conv2d"):
+        dead_filters(torch.nn.Linear(3, 4), images)

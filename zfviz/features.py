@@ -1,0 +1,547 @@
+"""Feature vectors of whole layers, and two things ZF measure with them: invariance (Fig. 5) and correspondence (§4.3).
+
+Explained in the chapters "Feature invariance" (book/invariance, Fig. 5) and "§4.3 Correspondence"
+(book/correspondence).
+
+**Layers.** The paper numbers seven layers with features: 1-5 are the conv layers, 6 and 7 the fully
+connected ones. Layer k's feature vector is the output of its ReLU, flattened: for 1-5 the rectified
+conv map before pooling (the same map as ``zfviz.deconv.feature_map``), for 6-7 relu6 / relu7, with
+dropout off (the network is run in eval mode). :func:`layer_features` computes it with one forward
+pass that stops at the highest layer asked for.
+
+**Invariance** (Fig. 5). "5 example images are translated, rotated and scaled by varying degrees
+while looking at the changes in the feature vectors from the top and bottom layers of the model,
+relative to the untransformed feature." :func:`transform` moves images (vertical shift in whole
+pixels, zoom about the centre, rotation about the centre) and :func:`invariance` reports the raw
+Euclidean distance of the layer features to those of the untransformed image, and P(true label).
+
+**Correspondence** (§4.3). Mask the same part of several images of one class; for image i and
+layer l, eps_i = x_i - x~_i (features of the original minus features of the masked image); the
+score is the mean over pairs i != j of the fraction of dimensions in which sign(eps_i) and
+sign(eps_j) differ (:func:`sign_change_score`). Lower than for randomly placed squares of the same
+size means the network relates the part across images. See :func:`correspondence`.
+
+Pixel regions use the data set's box convention ``(x0, y0, x1, y1)``, end-exclusive (``ClipArt.boxes``).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from contextlib import contextmanager
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .deconv import _check_images, _check_model, _convs, _device, _stack
+
+__all__ = ["layer_features", "transform", "TRANSFORMS", "invariance", "Invariance", "sign_change_score",
+           "part_squares", "random_squares", "mask_region", "correspondence", "top_norm_share", "dead_filters"]
+
+TRANSFORMS = ("translate", "scale", "rotate")
+
+
+# ----------------------------------------------------------------------------------------------
+# Layer features: one forward pass up to the highest layer asked for
+# ----------------------------------------------------------------------------------------------
+
+def _layer_ends(model: nn.Module) -> list[int]:
+    """For the paper's layer k, ``ends[k - 1]``: how many children compute it (up to and with its ReLU)."""
+    children = list(model.children())
+    ends = [len(_stack(model, k)) for k in range(1, len(_convs(model)) + 1)]   # as zfviz.deconv defines 1-5
+    # Fully connected layers with features: each Linear followed by a ReLU (fc6, fc7; fc8 gives the logits).
+    ends += [i + 2 for i, m in enumerate(children[:-1])
+             if isinstance(m, nn.Linear) and isinstance(children[i + 1], nn.ReLU)]
+    return ends
+
+
+def _check_layers(model: nn.Module, layers) -> list[int]:
+    """``layers`` (an int or a sequence of ints) as a list of distinct layer numbers in 1..L."""
+    n = len(_layer_ends(model))
+    listed = [layers] if isinstance(layers, numbers.Integral) and not isinstance(layers, bool) else layers
+    try:
+        listed = list(listed)
+    except TypeError:
+        listed = None
+    if not listed or any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n
+                         for k in listed):
+        raise ValueError(f"layers must be a layer number or a non-empty list of them, ints in 1..{n} "
+                         f"(1-5 the conv layers' rectified maps, 6-7 relu6/relu7); got {layers!r}")
+    if len(set(listed)) != len(listed):
+        raise ValueError(f"layers must not repeat a layer; got {layers!r}")
+    return [int(k) for k in listed]
+
+
+def _check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+@contextmanager
+def _eval_mode(model: nn.Module):
+    """Dropout off while features are read; every module's own training flag is restored afterwards."""
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+
+
+def _walk(model: nn.Module, x: torch.Tensor, layers: list[int], logits: bool):
+    """Run one batch through the children; return {layer: (n, D)} features and the logits (n, K) or None."""
+    children, ends = list(model.children()), _layer_ends(model)
+    want = {ends[k - 1]: k for k in layers}            # after this many children, layer k is done
+    stop = len(children) if logits else max(want)      # stop early: nothing above is needed
+    features = {}
+    for i, m in enumerate(children[:stop], start=1):
+        if isinstance(m, nn.Linear) and x[0].numel() != m.in_features:
+            raise ValueError(f"the images give {x[0].numel()} features where the first fully connected "
+                             f"layer expects {m.in_features}: use the input size the network was built for "
+                             f"({getattr(model, 'config', {}).get('input_size', '?')} pixels)")
+        x = m(x)
+        if i in want:
+            features[want[i]] = x.flatten(1)           # (n, D): maps flattened channel-major
+    return features, (x if logits else None)
+
+
+@torch.no_grad()
+def _run(model: nn.Module, images: torch.Tensor, layers: list[int], logits: bool, batch_size: int):
+    """:func:`_walk` over batches, on the model's device; results on the images' device."""
+    device = _device(model, images)
+    feats, outs = {k: [] for k in layers}, []
+    with _eval_mode(model):
+        for batch in images.split(batch_size):
+            f, out = _walk(model, batch.to(device), layers, logits)
+            for k in layers:
+                feats[k].append(f[k].to(images.device))
+            if logits:
+                outs.append(out.to(images.device))
+    feats = {k: torch.cat(v) for k, v in feats.items()}
+    return feats, (torch.cat(outs) if logits else None)
+
+
+def layer_features(model: nn.Module, images: torch.Tensor, layers: int | Sequence[int],
+                   batch_size: int = 64) -> torch.Tensor | dict[int, torch.Tensor]:
+    """The flattened feature vector of the paper's layer(s): output of relu1..relu5, relu6, relu7.
+
+    Explained in the chapter "Feature invariance" (book/invariance, Fig. 5); reused by
+    "§4.3 Correspondence" and the linear probes of "§5 Experiments".
+
+    Args:
+        model: a flat network like ``zfviz.models.zfnet`` (conv part as ``zfviz.deconv`` walks it, then
+            flatten, fc6, relu6, drop6, fc7, relu7, ...). It is run in eval mode, so dropout is off;
+            its training flags are left as they were.
+        images: (N, 3, H, W) float, preprocessed as the network expects (layers 6-7 need H = W = the
+            input size it was built for).
+        layers: one layer number in 1..7, or a list of them (all from one forward pass).
+        batch_size: images per forward pass; the pass stops after the highest layer asked for.
+    Returns:
+        For an int, (N, D) with D = C*h*w of that layer (e.g. 96*110*110 for ZFNet's layer 1 at 224 px,
+        ``feature_map(...).flatten(1)``), or 4096 for layers 6-7; for a list, ``{layer: (N, D_layer)}``.
+        On the images' device, without gradient.
+    """
+    _check_model(model)
+    _check_images(model, images)
+    single = isinstance(layers, numbers.Integral) and not isinstance(layers, bool)
+    listed = _check_layers(model, layers)
+    _check_batch_size(batch_size)
+    feats, _ = _run(model, images, listed, logits=False, batch_size=batch_size)
+    return feats[listed[0]] if single else feats
+
+
+# ----------------------------------------------------------------------------------------------
+# Fig. 5: transformations and invariance
+# ----------------------------------------------------------------------------------------------
+
+def _check_fill(fill, images: torch.Tensor) -> torch.Tensor:
+    """``fill`` as a tensor that broadcasts against images (N, C, H, W): a number, (C, H, W) or (N, C, H, W)."""
+    if isinstance(fill, numbers.Real) and not isinstance(fill, bool):
+        return images.new_tensor(float(fill))
+    if isinstance(fill, torch.Tensor) and fill.is_floating_point():
+        try:
+            torch.broadcast_shapes(fill.shape, images.shape)
+            return fill.to(images)
+        except RuntimeError:
+            pass
+    shape = tuple(images.shape)
+    raise ValueError(f"fill must be a number or a float tensor that broadcasts to the images {shape}, e.g. "
+                     f"{shape[1:]} (a mean image); got {fill if not isinstance(fill, torch.Tensor) else fill.shape!r}")
+
+
+def _check_amount(kind: str, amount, height: int) -> float:
+    if isinstance(amount, torch.Tensor) and amount.numel() == 1:
+        amount = amount.item()
+    if isinstance(amount, bool) or not isinstance(amount, numbers.Real) or not math.isfinite(amount):
+        raise ValueError(f"amount for {kind!r} must be a finite number, got {amount!r}")
+    if kind == "translate" and (amount != round(amount) or abs(amount) >= height):
+        raise ValueError(f"'translate' moves by whole pixels: amount must be an integer with |amount| < {height} "
+                         f"(the image height); got {amount!r}")
+    if kind == "scale" and not amount > 0:
+        raise ValueError(f"'scale' is a zoom factor: amount must be > 0 (1 is the identity, the paper uses "
+                         f"1..1.8); got {amount!r}")
+    return float(amount)
+
+
+def _shift_rows(images: torch.Tensor, k: int, fill: torch.Tensor) -> torch.Tensor:
+    """Move every image down by k rows (up for k < 0); the k rows it uncovers take ``fill``'s values there."""
+    out = torch.broadcast_to(fill, images.shape).clone()   # (N, C, H, W), fill everywhere to start
+    height = images.shape[-2]
+    if k >= 0:
+        out[..., k:, :] = images[..., :height - k, :]
+    else:
+        out[..., :height + k, :] = images[..., -k:, :]
+    return out                                        # (N, C, H, W)
+
+
+def _warp(images: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Bilinear resampling by the affine map ``theta`` (2, 3) from output to input coordinates.
+
+    Where the output samples outside the image, ``fill`` shows through: the weight each output pixel
+    gives to real pixels is the same map applied to an image of ones, so the edge blends smoothly.
+    """
+    n, _, height, width = images.shape
+    grid = F.affine_grid(theta.to(images).expand(n, 2, 3), (n, 1, height, width), align_corners=False)
+    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    inside = F.grid_sample(torch.ones_like(images[:, :1]), grid, mode="bilinear",
+                           padding_mode="zeros", align_corners=False)
+    return warped + (1 - inside) * fill               # (N, C, H, W)
+
+
+def transform(images: torch.Tensor, kind: str, amount: float, fill: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """One of Fig. 5's transformations, applied to every image: vertical shift, zoom or rotation about the centre.
+
+    Explained in the chapter "Feature invariance" (book/invariance, Fig. 5).
+
+    Args:
+        images: (N, C, H, W) float.
+        kind: ``"translate"``: move down by ``amount`` whole pixels (up if negative), exactly, by
+            moving rows. ``"scale"``: zoom by the factor ``amount`` about the image centre, keeping the
+            size (> 1 enlarges; the paper uses 1..1.8). ``"rotate"``: rotate by ``amount`` degrees
+            counter-clockwise as displayed (90 is ``torch.rot90(images, 1, (2, 3))`` for square images).
+            Scale and rotation resample bilinearly (``grid_sample``, deterministic on CPU).
+        amount: see ``kind``. The identity (0 pixels, factor 1, a multiple of 360 degrees) returns an
+            exact copy of the images.
+        fill: what the area uncovered by the move shows (the rotated corners, the rows shifted in, a
+            zoom below 1): a number, or a (C, H, W) / (N, C, H, W) image. 0 on preprocessed images is
+            the data set's mean image, the network's "nothing here" (the same baseline as occlusion);
+            on [0, 1] pixels pass the mean image, e.g. ``preprocess.mean``. Zooms >= 1 uncover nothing.
+    Returns:
+        (N, C, H, W), a new tensor.
+
+    Why a fill and not a larger image: the paper shifts ImageNet photos, which extend beyond the crop;
+    our composites have no pixels outside their frame, and rendering a larger image would enlarge
+    the scene, not widen it. Reflection would mirror the object into view.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be a float tensor (N, C, H, W); got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    if kind not in TRANSFORMS:
+        raise ValueError(f"unknown transformation kind {kind!r}; choose one of {TRANSFORMS}")
+    amount = _check_amount(kind, amount, images.shape[-2])
+    fill = _check_fill(fill, images)
+    identity = {"translate": amount == 0, "scale": amount == 1, "rotate": amount % 360 == 0}[kind]
+    if identity:  # grid_sample's coordinate arithmetic is off by ~1e-7, so the identity would not be exact
+        return images.clone()
+    if kind == "translate":
+        return _shift_rows(images, int(amount), fill)
+    if kind == "scale":
+        theta = torch.tensor([[1 / amount, 0.0, 0.0], [0.0, 1 / amount, 0.0]])   # output -> input: shrink
+    else:
+        a = math.radians(amount)
+        # Output pixel (x, y) samples the input at R(-a)(x, y), y pointing down: counter-clockwise on screen.
+        theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]])
+    return _warp(images, theta, fill)
+
+
+class Invariance(NamedTuple):
+    """What :func:`invariance` measures, for A amounts and N images (ZF Fig. 5).
+
+    Explained in the chapter "Feature invariance" (book/invariance, Fig. 5).
+    ``amounts`` (A,); ``distance`` {layer: (A, N)} raw Euclidean distance ||f(T x) - f(x)|| between the
+    layer's features of the transformed and the untransformed image; ``norm`` {layer: (N,)} ||f(x)||
+    of the untransformed image (divide by it to compare layers of different size); ``prob`` (A, N)
+    softmax probability of the true label; ``top`` (A, N) the predicted class.
+    """
+    amounts: torch.Tensor
+    distance: dict
+    norm: dict
+    prob: torch.Tensor
+    top: torch.Tensor
+
+
+def _check_labels(labels, n: int, num_classes: int) -> torch.Tensor:
+    labels = torch.as_tensor(labels)
+    if labels.shape != (n,) or labels.is_floating_point() or labels.dtype == torch.bool \
+            or (n and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes):
+        raise ValueError(f"labels must be {n} ints in 0..{num_classes - 1}, one per image; got {labels!r}")
+    return labels.long()
+
+
+@torch.no_grad()
+def invariance(model: nn.Module, images: torch.Tensor, labels, kind: str, amounts: Sequence[float],
+               layers: Sequence[int] = (1, 7), preprocess: nn.Module | None = None,
+               batch_size: int = 64) -> Invariance:
+    """Fig. 5: how far each layer's features and the output move as the images are transformed by more and more.
+
+    Explained in the chapter "Feature invariance" (book/invariance, Fig. 5).
+
+    Args:
+        model: as in :func:`layer_features`; its last child gives the logits.
+        images: (N, 3, H, W). Preprocessed (``preprocess=None``): transformed as they are, uncovered
+            areas 0 (the mean image). With ``preprocess`` (e.g. ``zfviz.data.Preprocess``): pixels in
+            [0, 1], transformed in pixel space with uncovered areas showing ``preprocess.mean`` (the
+            same mean image, but now the object moves and the mean image stays), then preprocessed.
+        labels: (N,) the true classes. kind, amounts: as in :func:`transform`, A amounts.
+        layers: the paper's layers to compare (1 and 7 in Fig. 5).
+        batch_size: images per forward pass.
+    Returns:
+        :class:`Invariance`. Distances are raw Euclidean, as in the paper; ``norm`` gives the scale.
+        The untransformed image is the reference whether or not ``amounts`` contains the identity.
+    """
+    _check_model(model)
+    _check_images(model, images)
+    layers = _check_layers(model, layers)
+    _check_batch_size(batch_size)
+    if kind not in TRANSFORMS:
+        raise ValueError(f"unknown transformation kind {kind!r}; choose one of {TRANSFORMS}")
+    amounts = [_check_amount(kind, a, images.shape[-2]) for a in amounts]
+    if not amounts:
+        raise ValueError("amounts must hold at least one amount")
+    if preprocess is not None and not isinstance(preprocess, nn.Module):
+        raise TypeError(f"preprocess must be an nn.Module such as zfviz.data.Preprocess, "
+                        f"got {type(preprocess).__name__}")
+    fill = preprocess.mean if preprocess is not None else 0.0
+    prep = preprocess if preprocess is not None else nn.Identity()
+    n = len(images)
+    # The reference first, then every amount: one stack (1 + A) * N, run in batches.
+    stack = torch.cat([images] + [transform(images, kind, a, fill) for a in amounts])
+    feats, logits = _run(model, prep(stack), layers, logits=True, batch_size=batch_size)
+    labels = _check_labels(labels, n, logits.shape[1]).to(logits.device)
+    ref = {k: f[:n] for k, f in feats.items()}
+    distance = {k: (f[n:].view(len(amounts), n, -1) - ref[k]).norm(dim=2) for k, f in feats.items()}
+    prob = logits[n:].softmax(dim=1).view(len(amounts), n, -1)                         # (A, N, K)
+    prob = prob.gather(2, labels.view(1, n, 1).expand(len(amounts), n, 1))[..., 0]     # (A, N)
+    top = logits[n:].argmax(dim=1).view(len(amounts), n)
+    return Invariance(torch.tensor(amounts), distance, {k: r.norm(dim=1) for k, r in ref.items()}, prob, top)
+
+
+# ----------------------------------------------------------------------------------------------
+# §4.3: correspondence
+# ----------------------------------------------------------------------------------------------
+
+def sign_change_score(eps: torch.Tensor, ignore_zeros: bool = False) -> float:
+    """Mean over pairs of images of the fraction of dimensions where the signs of their feature changes differ.
+
+    Explained in the chapter "§4.3 Correspondence" (book/correspondence): the paper's
+    Delta_l = mean_{i != j} H(sign(eps_i), sign(eps_j)), H the normalised Hamming distance.
+
+    Args:
+        eps: (N, D), N >= 2: per image, original features minus masked features.
+        ignore_zeros: what a zero change counts as. After a ReLU many dimensions are 0 before and after
+            masking, so eps is exactly 0 there; the paper does not say how it treated them.
+            ``False`` (default): sign takes values -1, 0, +1 and H compares them as they are, so 0 vs 0
+            agrees and 0 vs +-1 differs; H is over all D dimensions. ``True``: for each pair only
+            the dimensions where both changes are non-zero count; a pair with none is left out of the mean.
+    Returns:
+        The mean over the N(N-1)/2 unordered pairs (the same as over ordered pairs i != j, H being
+        symmetric): 0 when all images change the same way, 1 when every sign differs. ``nan`` with
+        ``ignore_zeros=True`` when no pair shares a non-zero dimension.
+    """
+    if not isinstance(eps, torch.Tensor) or eps.dim() != 2 or eps.shape[0] < 2 or eps.shape[1] < 1:
+        raise ValueError(f"eps must be a tensor (N, D) with N >= 2 images and D >= 1 dimensions; got "
+                         f"{tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__}")
+    if not isinstance(ignore_zeros, bool):
+        raise TypeError(f"ignore_zeros must be True or False, got {ignore_zeros!r}")
+    s = torch.sign(eps).double()
+    pos, neg = (s > 0).double(), (s < 0).double()                     # (N, D) one-hot codes of the sign
+    same = pos @ pos.T + neg @ neg.T                                  # (N, N) dims with the same non-zero sign
+    if ignore_zeros:
+        counted = (s != 0).double() @ (s != 0).double().T             # dims where both changed
+    else:
+        zero = 1 - pos - neg
+        same = same + zero @ zero.T                                   # 0 vs 0 agrees
+        counted = torch.full_like(same, float(eps.shape[1]))
+    i, j = torch.triu_indices(len(s), len(s), offset=1)
+    counted, differ = counted[i, j], (counted - same)[i, j]           # (pairs,)
+    keep = counted > 0
+    return float((differ[keep] / counted[keep]).mean()) if keep.any() else float("nan")
+
+
+def _check_boxes(boxes, n: int | None = None, name: str = "boxes") -> torch.Tensor:
+    boxes = torch.as_tensor(boxes)
+    if boxes.dim() != 2 or boxes.shape[1] != 4 or (n is not None and len(boxes) != n) or boxes.is_floating_point():
+        raise ValueError(f"{name} must be an integer tensor ({n if n is not None else 'N'}, 4) of "
+                         f"(x0, y0, x1, y1), end-exclusive, as ClipArt.boxes; got {tuple(boxes.shape)} {boxes.dtype}")
+    if (boxes[:, 2] <= boxes[:, 0]).any() or (boxes[:, 3] <= boxes[:, 1]).any():
+        raise ValueError(f"{name} must have x1 > x0 and y1 > y0 in every row; got {boxes.tolist()}")
+    return boxes.long()
+
+
+def part_squares(boxes, where: tuple[float, float], side: float) -> torch.Tensor:
+    """A square per image at the same place relative to each object's box: "the same part" of each object.
+
+    Explained in the chapter "§4.3 Correspondence" (book/correspondence).
+
+    Args:
+        boxes: (N, 4) integer (x0, y0, x1, y1), end-exclusive, e.g. ``ClipArt.boxes``.
+        where: (u, v) the square's centre as a fraction of the box's width and height from its
+            top-left corner: (0.5, 0.5) the middle, (0.3, 0.25) up and to the left.
+        side: the square's side as a fraction of sqrt(box width * box height), so it scales with the object.
+    Returns:
+        (N, 4) integer squares (x0, y0, x1, y1), end-exclusive, at least 1 pixel; they may reach past the
+        image, which :func:`mask_region` clips. Only renders that show the object the same way round
+        (same flip, similar rotation) put the same part at the same place in the box.
+    """
+    boxes = _check_boxes(boxes)
+    if (not isinstance(where, (tuple, list)) or len(where) != 2
+            or not all(isinstance(w, numbers.Real) and 0 <= w <= 1 for w in where)):
+        raise ValueError(f"where must be (u, v), fractions in [0, 1] of the box's width and height; got {where!r}")
+    if isinstance(side, bool) or not isinstance(side, numbers.Real) or not side > 0:
+        raise ValueError(f"side must be a fraction > 0 of the box's size, got {side!r}")
+    x0, y0, x1, y1 = boxes.double().unbind(1)
+    cx, cy = x0 + where[0] * (x1 - x0), y0 + where[1] * (y1 - y0)
+    s = (side * ((x1 - x0) * (y1 - y0)).sqrt()).round().clamp(min=1)
+    left, top = (cx - s / 2).round(), (cy - s / 2).round()
+    return torch.stack([left, top, left + s, top + s], dim=1).long()
+
+
+def random_squares(squares, bounds, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The paper's control: per image, a square the size of ``squares[i]`` at a random place inside ``bounds[i]``.
+
+    Explained in the chapter "§4.3 Correspondence" (book/correspondence).
+    ``squares`` and ``bounds`` (N, 4) integer (x0, y0, x1, y1), end-exclusive; ``bounds`` is where the
+    square must lie entirely (the whole image, (0, 0, W, H), or the object's box). Positions are uniform
+    over the allowed top-left corners, drawn from ``generator`` (seed it for reproducible squares).
+    Returns (N, 4).
+    """
+    squares = _check_boxes(squares, name="squares")
+    bounds = _check_boxes(bounds, len(squares), name="bounds")
+    w, h = squares[:, 2] - squares[:, 0], squares[:, 3] - squares[:, 1]
+    room_x, room_y = bounds[:, 2] - bounds[:, 0] - w, bounds[:, 3] - bounds[:, 1] - h
+    if (room_x < 0).any() or (room_y < 0).any():
+        raise ValueError("every square must fit inside its bounds; got squares "
+                         f"{squares.tolist()} for bounds {bounds.tolist()}")
+    u = torch.rand(len(squares), 2, generator=generator, dtype=torch.float64)
+    x0 = bounds[:, 0] + (u[:, 0] * (room_x + 1)).long().clamp(max=room_x)   # uniform over 0..room
+    y0 = bounds[:, 1] + (u[:, 1] * (room_y + 1)).long().clamp(max=room_y)
+    return torch.stack([x0, y0, x0 + w, y0 + h], dim=1)
+
+
+def mask_region(images: torch.Tensor, regions, fill: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """Cover one region per image with ``fill``: a box (the paper's masked part) or any boolean mask.
+
+    Explained in the chapter "§4.3 Correspondence" (book/correspondence).
+
+    Args:
+        images: (N, C, H, W) float, e.g. preprocessed, where fill 0 is the mean image.
+        regions: (N, 4) integer boxes (x0, y0, x1, y1), end-exclusive, clipped to the image; or
+            (N, H, W) bool masks, e.g. ``ClipArt.masks`` to cover whole objects.
+        fill: a number, or a (C, H, W) / (N, C, H, W) image whose pixels show through the region.
+    Returns:
+        (N, C, H, W), a new tensor; outside the regions it equals ``images`` exactly.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be a float tensor (N, C, H, W); got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    n, _, height, width = images.shape
+    regions = torch.as_tensor(regions)
+    if regions.dtype == torch.bool:
+        if regions.shape != (n, height, width):
+            raise ValueError(f"masks must be bool ({n}, {height}, {width}), one per image; got {tuple(regions.shape)}")
+        masks = regions
+    else:
+        boxes = _check_boxes(regions, n, name="regions")
+        ys, xs = torch.arange(height).view(1, -1, 1), torch.arange(width).view(1, 1, -1)
+        b = boxes.view(n, 4, 1, 1)
+        masks = (xs >= b[:, 0]) & (xs < b[:, 2]) & (ys >= b[:, 1]) & (ys < b[:, 3])   # (N, H, W)
+    fill = _check_fill(fill, images)
+    return torch.where(masks.to(images.device).unsqueeze(1), fill, images)
+
+
+@torch.no_grad()
+def correspondence(model: nn.Module, images: torch.Tensor, parts: dict, layers: Sequence[int] = (5, 7),
+                   fill: float | torch.Tensor = 0.0, ignore_zeros: bool = False,
+                   batch_size: int = 64) -> dict[str, dict[int, float]]:
+    """§4.3: the sign-change score of each masked part at each layer (lower: the part is related across images).
+
+    Explained in the chapter "§4.3 Correspondence" (book/correspondence).
+
+    Args:
+        model: as in :func:`layer_features`.
+        images: (N, 3, H, W), N >= 2 preprocessed images of one class (the paper: 5 dogs facing the camera).
+        parts: {name: (N, 4) boxes (x0, y0, x1, y1), one per image}, e.g. from :func:`part_squares`,
+            and the control from :func:`random_squares` (several seeds give a less noisy control).
+        layers: the paper's layers (5 and 7 in the paper). fill: what a masked region shows (0 = the
+            mean image on preprocessed input). ignore_zeros: see :func:`sign_change_score`.
+        batch_size: images per forward pass.
+    Returns:
+        ``{name: {layer: Delta}}`` with Delta = ``sign_change_score(eps)``, eps (N, D) the layer's features
+        of the original images minus those of the masked ones (layer 5: relu5's map, before pooling).
+    """
+    _check_model(model)
+    _check_images(model, images)
+    layers = _check_layers(model, layers)
+    _check_batch_size(batch_size)
+    if len(images) < 2:
+        raise ValueError(f"correspondence compares pairs of images: pass N >= 2 images, got {len(images)}")
+    if not isinstance(parts, dict) or not parts:
+        raise ValueError("parts must be a non-empty dict {name: (N, 4) boxes}")
+    masked = [mask_region(images, regions, fill) for regions in parts.values()]
+    feats, _ = _run(model, torch.cat([images, *masked]), layers, logits=False, batch_size=batch_size)
+    n = len(images)
+    scores = {}
+    for p, name in enumerate(parts, start=1):
+        scores[name] = {k: sign_change_score(f[:n] - f[p * n:(p + 1) * n], ignore_zeros) for k, f in feats.items()}
+    return scores
+
+
+# ----------------------------------------------------------------------------------------------
+# First-layer filters: who dominates, who is dead (Fig. 6)
+# ----------------------------------------------------------------------------------------------
+
+def top_norm_share(weight: torch.Tensor, k: int) -> float:
+    """Share of the layer's total filter norm held by its ``k`` largest filters (Fig. 6a: "a few dominate").
+
+    Explained in the chapter "Training ZFNet" (filter renormalisation) and "Architecture selection".
+    ``weight`` (C_out, C_in, kh, kw); a filter's norm is the L2 norm of its weights. With C equal
+    filters the share is k / C; a layer where k filters dominate approaches 1.
+    """
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        raise ValueError(f"weight must be a conv weight (C_out, C_in, kh, kw); got "
+                         f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
+    if not isinstance(k, int) or not 1 <= k <= len(weight):
+        raise ValueError(f"k must be an int in [1, {len(weight)}] (the number of filters), got {k!r}")
+    norms = weight.detach().float().flatten(1).norm(dim=1)
+    return (norms.topk(k).values.sum() / norms.sum()).item()
+
+
+@torch.no_grad()
+def dead_filters(conv: nn.Conv2d, images: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
+    """Which filters of a conv layer are "dead": they (almost) never respond on real images.
+
+    Explained in the chapter "Training ZFNet" (filter renormalisation) and "Architecture selection".
+    A filter's response is its rectified output ``relu(conv(images))`` averaged over images and
+    positions; a filter is dead when its response is below ``threshold`` times that of the layer's
+    most responsive filter. Relative, so the verdict does not depend on the layer's overall scale.
+
+    Args:
+        conv: the layer (for layer 1: ``model.conv1``).
+        images: (N, C_in, H, W), preprocessed as the network's input (for layer 1).
+        threshold: in (0, 1).
+    Returns:
+        (C_out,) bool, True for a dead filter.
+    """
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != conv.in_channels:
+        raise ValueError(f"images must be (N, {conv.in_channels}, H, W); got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    response = torch.zeros(conv.out_channels, device=images.device)
+    for s in range(0, len(images), 64):
+        response += F.relu(conv(images[s:s + 64])).mean(dim=(2, 3)).sum(0)
+    return response < threshold * response.max()
