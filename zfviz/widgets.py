@@ -1,23 +1,35 @@
-"""A live deconvnet explorer for Jupyter and Colab: pick a layer, a feature map and an image, see the projection.
+"""Live explorers for Jupyter and Colab: the deconvnet (pick a layer, a feature map and an image, see the
+projection) and occlusion sensitivity (slide a grey square over an image, see the class probability).
 
-Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
+Explained in the chapters "The deconvnet, step by step" (book/deconvnet) and "Occlusion sensitivity"
+(book/occlusion).
 
-The widget is a thin shell. Everything it shows comes from one pure function, :func:`deconv_view`, which the
-chapter and the tests call directly; the widget only wires three sliders to it and draws the result with
-:func:`show_view`. (Python callbacks need a running kernel: on the static web pages a widget does nothing.)
+Each widget is a thin shell. Everything it shows comes from one pure function, :func:`deconv_view` or
+:func:`occlusion_view`, which the chapters and the tests call directly; the widget only wires sliders to it and
+draws the result. (Python callbacks need a running kernel: on the static web pages a widget does nothing.)
 """
 from __future__ import annotations
 
+import asyncio
+import io
+import math
+from dataclasses import dataclass
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from IPython.display import display
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image as PILImage
 from torch import nn
 
-from . import deconv
+from . import deconv, occlusion
 from .plotting import stretch
 
-__all__ = ["deconv_view", "show_view", "draw_box", "deconv_explorer", "DeconvExplorer"]
+__all__ = ["deconv_view", "show_view", "draw_box", "deconv_explorer", "DeconvExplorer",
+           "occlusion_view", "OcclusionView", "show_occlusion", "occlusion_explorer", "OcclusionExplorer"]
 
 
 def _check_index(index, dataset) -> int:
@@ -165,3 +177,287 @@ def deconv_explorer(model: nn.Module, preprocess, dataset, layer: int = 1, chann
     kernel (Jupyter, Colab); display the returned widget as a cell's last line.
     """
     return DeconvExplorer(model, preprocess, dataset, layer, channel, index)
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Occlusion sensitivity (ZF §4.2, Fig. 7)
+# ----------------------------------------------------------------------------------------------
+
+COARSE_POSITIONS = 100   # a coarse preview has at most this many positions: ~0.1 s for the teaching ZFNet
+
+
+@dataclass
+class OcclusionView:
+    """What one view of the occlusion explorer shows, as :func:`occlusion_view` returns it.
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion).
+    ``image`` (3, H, W) in [0, 1]: the picture with the square at ``position`` (y, x, its top-left pixel), as the
+    network sees it; ``prob_map`` (ny, nx): P(target) per position at stride ``map_stride`` (``stride``, or a
+    multiple of it when ``coarse``); ``prob``, ``top_class``, ``top_prob``: P(target), the most probable class and
+    its probability with the square at ``position``; ``image_prob``: P(target) without a square; ``size``,
+    ``stride``, ``target``, ``fill`` as asked. ``extent`` places the map over the image for ``imshow``.
+    """
+    image: torch.Tensor
+    prob_map: torch.Tensor
+    map_stride: int
+    position: tuple[int, int]
+    prob: float
+    top_class: int
+    top_prob: float
+    image_prob: float
+    size: int
+    stride: int
+    target: int
+    fill: float
+    coarse: bool
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """(left, right, bottom, top) in pixels for ``imshow(prob_map, extent=...)``: cell (i, j) centred on the
+        centre of its square, (i * map_stride + (size - 1) / 2, j * map_stride + (size - 1) / 2)."""
+        ny, nx = self.prob_map.shape
+        first = (self.size - 1) / 2 - self.map_stride / 2                  # edge of the first cell
+        return first, first + nx * self.map_stride, first + ny * self.map_stride, first
+
+
+def _coarse_stride(height: int, width: int, size: int, stride: int) -> int:
+    """The smallest multiple of ``stride`` that leaves at most COARSE_POSITIONS positions."""
+    k = 1
+    while math.prod(occlusion.occlusion_grid(height, width, size, stride * k)) > COARSE_POSITIONS:
+        k += 1
+    return stride * k
+
+
+def occlusion_view(model: nn.Module, image: torch.Tensor, target: int, size: int, stride: int,
+                   position: tuple[int, int], fill: float = 0.0, coarse: bool = False, preprocess=None,
+                   cache: dict | None = None) -> OcclusionView:
+    """Everything one view of the occlusion explorer shows: the image with a square at ``position``, the
+    probabilities there, and the P(target) map of ``zfviz.occlusion.occlusion_map``. Nothing is drawn.
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion).
+
+    Args:
+        model: any ``nn.Module`` returning logits, in eval mode (e.g. the teaching ZFNet); not modified.
+        image: (3, H, W); in [0, 1] when ``preprocess`` is given, else the model's input itself.
+        target: the class whose probability is mapped, 0..num_classes-1.
+        size, stride: the square's side (1..min(H, W)) and the map's step (>= 1), in pixels.
+        position: (y, x), the square's top-left pixel, 0..H-size and 0..W-size (need not lie on the map's grid).
+        fill: the square's value in the model's input space (0.0: the mean image for the teaching ZFNet).
+        coarse: map at the smallest multiple of ``stride`` that has at most ``COARSE_POSITIONS`` (100) positions:
+            a quick preview while a slider moves.
+        preprocess: maps (N, 3, H, W) in [0, 1] to the model's input (``zfviz.data.Preprocess``), or None.
+        cache: a dict the caller keeps between calls for one model and image (the explorer does): a map already
+            computed for this (size, stride, fill, target) is reused, so moving the square costs one forward pass.
+    Returns:
+        :class:`OcclusionView`. ``image`` is ``preprocess.inverse`` of the occluded input clipped to [0, 1]
+        (without ``preprocess``: the occluded input clipped; without an ``inverse``: the square painted grey 0.5).
+    """
+    if not isinstance(coarse, bool):
+        raise TypeError(f"coarse must be True or False; got {coarse!r}")
+    if cache is not None and not isinstance(cache, dict):
+        raise TypeError(f"cache must be a dict kept by the caller between calls, or None; got {type(cache).__name__}")
+    occlusion._check_image(image)
+    _check_preprocess(preprocess)
+    with torch.no_grad():
+        x = preprocess(image.unsqueeze(0))[0] if preprocess is not None else image   # (3, H, W) the model's input
+    size, stride = occlusion._check_geometry(x, size, stride)
+    fill = occlusion._check_fill(fill)
+    occluded = occlusion.occlude(x, position, size, fill)                 # checks the position
+    device = deconv._device(model, x)
+    with torch.no_grad():
+        probs = model(occluded.unsqueeze(0).to(device)).softmax(dim=1)    # (1, K): the one pass a move costs
+    target = occlusion._check_target(target, probs)
+    map_stride = _coarse_stride(*x.shape[-2:], size, stride) if coarse else stride
+    key = (id(model), id(image), id(preprocess), size, map_stride, fill, target)
+    if cache is None or key not in cache:
+        prob_map = occlusion.occlusion_map(model, x, target, size, map_stride, fill)
+        with torch.no_grad():
+            image_prob = float(model(x.unsqueeze(0).to(device)).softmax(dim=1)[0, target])
+        if cache is not None:
+            cache[key] = (prob_map, image_prob)
+    else:
+        prob_map, image_prob = cache[key]
+    with torch.no_grad():
+        if preprocess is None:
+            picture = occluded.clamp(0, 1)
+        elif callable(getattr(preprocess, "inverse", None)):
+            picture = preprocess.inverse(occluded.unsqueeze(0))[0].clamp(0, 1)
+        else:
+            picture = occlusion.occlude(image, position, size, 0.5).clamp(0, 1)
+    top_prob, top_class = probs[0].max(dim=0)
+    y, x_ = (int(v) for v in position)
+    return OcclusionView(picture.cpu(), prob_map.cpu(), map_stride, (y, x_), float(probs[0, target]),
+                         int(top_class), float(top_prob), image_prob, size, stride, target, fill,
+                         map_stride != stride)
+
+
+class _OcclusionFigure:
+    """Two panels kept between updates (the explorer redraws by changing data, not by building a new figure):
+    the image with the square outlined, and the P(target) map over the same pixel grid."""
+
+    def __init__(self, fig, classes=None):
+        self.fig, self.classes = fig, classes
+        self.axes = fig.subplots(1, 2)
+        for ax in self.axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        self.picture = self.map = None
+
+    def _name(self, k: int) -> str:
+        return self.classes[k] if self.classes is not None else f"class {k}"
+
+    def update(self, view: OcclusionView):
+        if not isinstance(view, OcclusionView):
+            raise TypeError("view must be the OcclusionView that zfviz.widgets.occlusion_view returns")
+        height, width = view.image.shape[-2:]
+        y, x = view.position
+        centre = (x + (view.size - 1) / 2, y + (view.size - 1) / 2)
+        left, right = self.axes
+        if self.picture is None:
+            self.picture = left.imshow(view.image.permute(1, 2, 0).numpy())
+            self.square = plt.Rectangle((0, 0), 1, 1, fill=False, color="#FFB000", lw=1.5)
+            left.add_patch(self.square)
+            # The image, faint, under the map: which part of the object each cell's square covers.
+            self.under = right.imshow(view.image.mean(0).numpy(), cmap="gray", vmin=0, vmax=1, alpha=0.4)
+            self.map = right.imshow(view.prob_map.numpy(), extent=view.extent, vmin=0, vmax=1, cmap="viridis",
+                                    interpolation="nearest", alpha=0.85)
+            (self.marker,) = right.plot([0], [0], "+", color="#FE6100", ms=10, mew=2)
+            self.fig.colorbar(self.map, ax=right, fraction=0.046, pad=0.04)
+        else:
+            self.picture.set_data(view.image.permute(1, 2, 0).numpy())
+            self.under.set_data(view.image.mean(0).numpy())
+            self.map.set_data(view.prob_map.numpy())
+            self.map.set_extent(view.extent)
+        self.square.set_bounds(x - 0.5, y - 0.5, view.size, view.size)
+        self.marker.set_data([centre[0]], [centre[1]])
+        right.set_xlim(-0.5, width - 0.5)
+        right.set_ylim(height - 0.5, -0.5)
+        left.set_title(f"P({self._name(view.target)}) = {view.prob:.2f}\n"
+                       f"top: {self._name(view.top_class)} {view.top_prob:.2f}", fontsize=8)
+        right.set_title(f"P({self._name(view.target)}), square {view.size}, stride {view.map_stride}"
+                        f"{' (coarse)' if view.coarse else ''}\nno square: {view.image_prob:.2f}", fontsize=8)
+        return self.fig
+
+
+def show_occlusion(view: OcclusionView, classes=None, size: float = 2.6):
+    """Draw an :func:`occlusion_view` result: the image with the square outlined, and the P(target) map on the
+    same pixel grid (each cell at its square's centre; + marks the current square).
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion).
+    ``classes`` (optional) names the classes. Returns the matplotlib figure (2 panels, about ``2 * size`` inches wide).
+    """
+    fig = plt.figure(figsize=(2 * size + 0.5, size + 0.6), layout="constrained")
+    try:
+        _OcclusionFigure(fig, classes).update(view)
+    except TypeError:
+        plt.close(fig)
+        raise
+    return fig
+
+
+class OcclusionExplorer(widgets.VBox):
+    """Four sliders (square size, stride, y, x) above the picture that :func:`show_occlusion` draws.
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion). Build it with :func:`occlusion_explorer`.
+    Attributes: ``size``, ``stride``, ``y``, ``x`` (``IntSlider``), ``picture`` (an ``ipywidgets.Image`` holding
+    the PNG), ``view`` (the last :class:`OcclusionView` shown) and ``cache`` (maps computed so far). Moving the
+    square costs one forward pass (the map comes from ``cache``). Changing size or stride shows a coarse map at
+    once and the full one ``refine_delay`` seconds after the slider stops (in a running kernel; elsewhere at
+    once); the y and x ranges follow the size.
+    """
+
+    def __init__(self, model, image, target: int, size: int = 16, stride: int = 4, position=(0, 0),
+                 fill: float = 0.0, preprocess=None, classes=None, refine_delay: float = 0.3):
+        if isinstance(refine_delay, bool) or not isinstance(refine_delay, (int, float)) or not refine_delay >= 0:
+            raise ValueError(f"refine_delay must be a number of seconds >= 0; got {refine_delay!r}")
+        self.cache: dict = {}
+        # Validates every argument up front, and fills the cache with the starting map.
+        self.view = occlusion_view(model, image, target, size, stride, position, fill, False, preprocess, self.cache)
+        self._args = (model, image, self.view.target)
+        self._fill, self._preprocess, self._delay = self.view.fill, preprocess, float(refine_delay)
+        self._busy, self._pending, self._timer = False, False, None
+        height, width = image.shape[-2:]
+        self._hw = (height, width)
+        style = {"description_width": "60px"}
+        side = min(height, width)
+        self.size = widgets.IntSlider(value=self.view.size, min=1, max=side, description="square", style=style)
+        self.stride = widgets.IntSlider(value=self.view.stride, min=1, max=side, description="stride", style=style)
+        self.y = widgets.IntSlider(value=self.view.position[0], min=0, max=height - self.view.size,
+                                   description="y", style=style)
+        self.x = widgets.IntSlider(value=self.view.position[1], min=0, max=width - self.view.size,
+                                   description="x", style=style)
+        self.picture = widgets.Image(format="png")
+        fig = Figure(figsize=(5.7, 3.0), dpi=80, layout="constrained")   # not pyplot's: nothing to close
+        self._canvas = FigureCanvasAgg(fig)
+        self._figure = _OcclusionFigure(fig, classes)
+        super().__init__([widgets.HBox([self.size, self.stride]), widgets.HBox([self.y, self.x]), self.picture])
+        self.size.observe(self._on_geometry, names="value")
+        self.stride.observe(self._on_geometry, names="value")
+        self.y.observe(self.refresh, names="value")
+        self.x.observe(self.refresh, names="value")
+        self._draw()
+
+    def _draw(self) -> None:
+        fig = self._figure.update(self.view)
+        self._canvas.draw()
+        # Lay out once (constrained layout doubles the cost of each draw); the panels keep their places.
+        fig.set_layout_engine("none")
+        buf = io.BytesIO()
+        # Fast PNG compression: encoding at matplotlib's default level costs as much as drawing.
+        PILImage.fromarray(np.asarray(self._canvas.buffer_rgba())).save(buf, format="png", compress_level=1)
+        self.picture.value = buf.getvalue()
+
+    def _on_geometry(self, change=None) -> None:
+        self._busy = True                      # one refresh, not one per changed trait
+        try:
+            for slider, side in zip((self.y, self.x), self._hw):
+                top = side - self.size.value
+                slider.value = min(slider.value, top)
+                slider.max = top
+        finally:
+            self._busy = False
+        loop = None
+        if self._delay > 0:
+            try:
+                loop = asyncio.get_running_loop()   # a kernel's event loop: refine once the slider rests
+            except RuntimeError:
+                pass
+        if loop is None:
+            self.refine()
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._pending = True
+        self.refresh()
+        self._timer = loop.call_later(self._delay, self.refine)
+
+    def refresh(self, change=None) -> None:
+        """Recompute the view for the sliders' current values (coarse while a refinement is pending) and redraw."""
+        if self._busy:
+            return
+        self.view = occlusion_view(*self._args, self.size.value, self.stride.value, (self.y.value, self.x.value),
+                                   self._fill, self._pending, self._preprocess, self.cache)
+        self._draw()
+
+    def refine(self) -> None:
+        """Show the full-resolution map now (cancelling a scheduled refinement)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._pending = None, False
+        self.refresh()
+
+
+def occlusion_explorer(model: nn.Module, image: torch.Tensor, target: int, size: int = 16, stride: int = 4,
+                       position=(0, 0), fill: float = 0.0, preprocess=None, classes=None,
+                       refine_delay: float = 0.3) -> OcclusionExplorer:
+    """A live widget: slide a square over ``image`` and see P(target), the top class and the occlusion map.
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion).
+    Arguments as in :func:`occlusion_view` (``size``, ``stride``, ``position`` are the starting values; ``image``
+    in [0, 1] with ``preprocess``, e.g. ``occlusion_explorer(model, image, label, preprocess=preprocess,
+    classes=val.classes)`` for the teaching ZFNet); ``classes`` names the classes in the titles;
+    ``refine_delay``: seconds of rest before a coarse map is refined. Bad values raise as in
+    :func:`occlusion_view`. Needs a running kernel; display the returned widget as a cell's last line.
+    """
+    return OcclusionExplorer(model, image, target, size, stride, position, fill, preprocess, classes, refine_delay)
