@@ -333,3 +333,21 @@ def test_every_public_name_names_its_chapter():
         doc = inspect.getdoc(getattr(occlusion, name)) or ""
         assert 'chapter "Occlusion sensitivity" (book/occlusion)' in doc, name
     assert 'chapter "Occlusion sensitivity"' in occlusion.__doc__
+
+
+def test_occlusion_probabilities_hold_every_class_and_agree_with_the_map():
+    torch.manual_seed(0)
+    model = zfnet(num_classes=5, width=0.125, input_size=64).eval()
+    image = torch.randn(3, 64, 64)
+    probs = occlusion.occlusion_probabilities(model, image, size=16, stride=8)
+    assert probs.shape == (7, 7, 5)
+    assert torch.allclose(probs.sum(-1), torch.ones(7, 7), atol=1e-5)
+    for target in range(5):
+        assert torch.allclose(probs[..., target], occlusion.occlusion_map(model, image, target, 16, 8), atol=1e-6)
+    # one occluded copy by hand: the square at the top-left corner of cell (2, 3)
+    covered = image.clone()
+    covered[:, 16:32, 24:40] = 0.0
+    with torch.no_grad():
+        assert torch.allclose(probs[2, 3], model(covered[None]).softmax(1)[0], atol=1e-6)
+    with pytest.raises(ValueError):
+        occlusion.occlusion_probabilities(model, image, size=65, stride=8)

@@ -38,7 +38,8 @@ from torch import nn
 
 from . import deconv
 
-__all__ = ["occlusion_map", "occlusion_panels", "OcclusionPanels", "occlude", "occlusion_grid"]
+__all__ = ["occlusion_map", "occlusion_probabilities", "occlusion_panels", "OcclusionPanels", "occlude",
+           "occlusion_grid"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -386,6 +387,22 @@ def occlusion_map(model: nn.Module, image: torch.Tensor, target: int, size: int,
     target = _check_target(target, run.logits)
     probs = [logits.softmax(dim=1)[:, target] for logits, _ in run.batches(batch_size)]
     return torch.cat(probs).view(run.ny, run.nx).to(image.device)
+
+
+@torch.no_grad()
+def occlusion_probabilities(model: nn.Module, image: torch.Tensor, size: int, stride: int, fill: float = 0.0,
+                            batch_size: int = 64) -> torch.Tensor:
+    """Every class's probability with the square at every position: panels (d) and (e) of Fig. 7 for any model.
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion).
+    Arguments as in :func:`occlusion_map`, without ``target``. Returns (ny, nx, num_classes) float, the softmax
+    of each occluded copy: ``[..., target]`` is :func:`occlusion_map`'s map and ``.argmax(-1)`` the most
+    probable class per position (panel e), from the same forward passes.
+    """
+    size, stride, fill, batch_size = _prepare(model, image, 0, size, stride, fill, batch_size)
+    run = _Runner(model, image.to(_device(model, image)), size, stride, fill)
+    probs = torch.cat([logits.softmax(dim=1) for logits, _ in run.batches(batch_size)])
+    return probs.view(run.ny, run.nx, -1).to(image.device)
 
 
 class OcclusionPanels(NamedTuple):
