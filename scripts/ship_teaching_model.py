@@ -1,6 +1,7 @@
-"""Ship a finished training run as the book's teaching ZFNet: data/weights/zfnet_teaching.{pt,json}.
+"""Ship a finished training run as one of the book's teaching networks: data/weights/<name>.{pt,json}.
 
-    python scripts/ship_teaching_model.py runs/teaching "<the exact training command>"
+    python scripts/ship_teaching_model.py runs/teaching "<the exact training command>"            # zfnet_teaching
+    python scripts/ship_teaching_model.py runs/alexnet_teaching "<command>" alexnet_teaching      # Fig. 6's other net
 
 Keeps the model, its input preprocessing, the config and the history (the optimiser state is left
 out: readers load, they do not resume), evaluates on the fixed validation and test sets, records
@@ -23,7 +24,7 @@ from zfviz.data import ClipArt  # noqa: E402
 from zfviz.train import evaluate, load_checkpoint, save_checkpoint  # noqa: E402
 
 
-def main(run: str, command: str) -> None:
+def main(run: str, command: str, name: str = "zfnet_teaching") -> None:
     model, preprocess, state = load_checkpoint(Path(run) / "last.pt")
     info = state["info"]
     cfg = info["train_config"]
@@ -33,12 +34,12 @@ def main(run: str, command: str) -> None:
         metrics[split] = evaluate(model, preprocess, *ds.tensors())
     out = ROOT / "data" / "weights"
     out.mkdir(parents=True, exist_ok=True)
-    digest = save_checkpoint(out / "zfnet_teaching.pt", model, preprocess, epoch=state["epoch"],
+    digest = save_checkpoint(out / f"{name}.pt", model, preprocess, epoch=state["epoch"],
                              classes=info["classes"], train_config=cfg, history=info["history"])
-    (out / "zfnet_teaching.pt.sha256").unlink()   # MANIFEST.tsv holds the hash of shipped files
+    (out / f"{name}.pt.sha256").unlink()   # MANIFEST.tsv holds the hash of shipped files
     hist = info["history"]
     record = {
-        "what": "teaching-scale ZFNet trained on the offline clip-art set (zfviz.data.ClipArt)",
+        "what": f"teaching-scale {cfg['arch']} trained on the offline clip-art set (zfviz.data.ClipArt)",
         "command": command,
         "seed": cfg["seed"],
         "device": f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
@@ -56,11 +57,11 @@ def main(run: str, command: str) -> None:
         "sha256": digest,
         "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()} for h in hist],
     }
-    (out / "zfnet_teaching.json").write_text(json.dumps(record, indent=1) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
     import build_data
     build_data.write_manifest()
     print(json.dumps({k: record[k] for k in ("epochs", "wall_time_s", "val_accuracy", "test_accuracy")}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:4])

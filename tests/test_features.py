@@ -386,3 +386,21 @@ def test_dead_filters_finds_the_silent_ones():
         dead_filters(conv, torch.randn(5, 1, 8, 8))
     with pytest.raises(TypeError, match="conv must be an nn.Conv2d"):
         dead_filters(torch.nn.Linear(3, 4), images)
+
+
+def test_frequency_bands_of_known_gratings():
+    from zfviz.features import frequency_bands
+    k = 16
+    x = torch.arange(k, dtype=torch.float64)
+    flat = torch.ones(1, 3, k, k)                                          # DC only -> all low
+    nyquist = torch.cos(math.pi * x).view(1, 1, 1, k).expand(1, 3, k, k)  # 0.5 cycles/pixel -> all high
+    mid = torch.cos(2 * math.pi * 0.25 * x).view(1, 1, 1, k).expand(1, 3, k, k)   # 0.25 -> mid
+    shares = frequency_bands(torch.cat([flat, nyquist, mid]).float(), size=k)
+    assert torch.allclose(shares.sum(1), torch.ones(3))
+    assert torch.allclose(shares[0], torch.tensor([1.0, 0.0, 0.0]), atol=1e-6)
+    assert torch.allclose(shares[1], torch.tensor([0.0, 0.0, 1.0]), atol=1e-6)
+    assert torch.allclose(shares[2], torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)
+    with pytest.raises(ValueError, match="edges must be increasing"):
+        frequency_bands(flat, edges=(0.3, 0.1))
+    with pytest.raises(ValueError, match="size must be an int >="):
+        frequency_bands(flat, size=8)

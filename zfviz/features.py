@@ -37,7 +37,8 @@ from torch import nn
 from .deconv import _check_images, _check_model, _convs, _device, _stack
 
 __all__ = ["layer_features", "transform", "TRANSFORMS", "invariance", "Invariance", "sign_change_score",
-           "part_squares", "random_squares", "mask_region", "correspondence", "top_norm_share", "dead_filters"]
+           "part_squares", "random_squares", "mask_region", "correspondence", "top_norm_share", "dead_filters",
+           "frequency_bands"]
 
 TRANSFORMS = ("translate", "scale", "rotate")
 
@@ -545,3 +546,36 @@ def dead_filters(conv: nn.Conv2d, images: torch.Tensor, threshold: float = 0.01)
     for s in range(0, len(images), 64):
         response += F.relu(conv(images[s:s + 64])).mean(dim=(2, 3)).sum(0)
     return response < threshold * response.max()
+
+
+def frequency_bands(weight: torch.Tensor, edges: Sequence[float] = (1 / 6, 1 / 3), size: int = 64) -> torch.Tensor:
+    """Share of each filter's spectral power in low / mid / high spatial-frequency bands (Fig. 6: "a mix of
+    extremely high and low frequency information, with little coverage of the mid frequencies").
+
+    Explained in the chapter "Architecture selection" (book/architecture).
+
+    Args:
+        weight: first-layer filters (C_out, C_in, k, k); frequencies are in cycles per input pixel, so filters
+            of different sizes (AlexNet's 11x11, ZFNet's 7x7) compare directly.
+        edges: increasing band edges in cycles per pixel, each in (0, 0.5]; the default splits the radial
+            frequency 0..0.5 (Nyquist) into thirds: low < 1/6 <= mid < 1/3 <= high (the corners of the
+            spectrum, up to 0.71, count as high).
+        size: the FFT size (the filter is zero-padded to size x size; larger is a finer radial sampling).
+    Returns:
+        (C_out, len(edges) + 1) float, each row summing to 1: the power |FFT|^2, summed over input channels,
+        split by radial frequency. The mean (DC) of a filter is power at frequency 0, i.e. "low".
+    """
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        raise ValueError(f"weight must be conv filters (C_out, C_in, k, k); got "
+                         f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
+    edges = [float(e) for e in edges]
+    if not edges or any(not 0 < e <= 0.5 for e in edges) or edges != sorted(set(edges)):
+        raise ValueError(f"edges must be increasing numbers in (0, 0.5] cycles per pixel; got {edges}")
+    if not isinstance(size, int) or size < max(weight.shape[-2:]):
+        raise ValueError(f"size must be an int >= the filter size {max(weight.shape[-2:])}, got {size!r}")
+    power = torch.fft.fft2(weight.detach().double(), s=(size, size)).abs().pow(2).sum(1)    # (C, size, size)
+    f = torch.fft.fftfreq(size, dtype=torch.float64)
+    radius = (f.view(-1, 1) ** 2 + f.view(1, -1) ** 2).sqrt()                            # cycles per pixel
+    band = torch.bucketize(radius, torch.tensor(edges, dtype=torch.float64), right=True)   # 0..len(edges)
+    shares = torch.stack([power[:, band == b].sum(1) for b in range(len(edges) + 1)], dim=1)
+    return (shares / shares.sum(1, keepdim=True).clamp_min(1e-300)).float()
