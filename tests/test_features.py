@@ -404,3 +404,23 @@ def test_frequency_bands_of_known_gratings():
         frequency_bands(flat, edges=(0.3, 0.1))
     with pytest.raises(ValueError, match="size must be an int >="):
         frequency_bands(flat, size=8)
+
+
+def test_shift_variation_against_a_direct_computation_and_a_shift_invariant_case():
+    from zfviz.features import shift_variation
+    torch.manual_seed(0)
+    model = init_kaiming_(zfnet(num_classes=3, width=0.125, input_size=64)).eval()
+    images = torch.rand(2, 3, 70, 72)
+    got = shift_variation(model, images, 2, 64, [0, 1, 3])
+    assert got.shape == (3, 2) and torch.all(got[0] == 0)
+    top = (70 - 64) // 2
+    a = deconv.feature_map(model, images[:, :, top:top + 64, 3:67], 2).mean((2, 3))
+    b = deconv.feature_map(model, images[:, :, top:top + 64, 0:64], 2).mean((2, 3))
+    assert torch.allclose(got[2], 1 - F.cosine_similarity(a, b, dim=1), atol=1e-6)
+    # A scene that is constant along x looks the same in every window: nothing to alias.
+    flat = torch.rand(2, 3, 70, 1).expand(2, 3, 70, 72).contiguous()
+    assert shift_variation(model, flat, 2, 64, [1, 2, 5]).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="must fit in the"):
+        shift_variation(model, images, 2, 64, [9])
+    with pytest.raises(ValueError, match="shifts must be pixel offsets"):
+        shift_variation(model, images, 2, 64, [-1])

@@ -38,7 +38,7 @@ from .deconv import _check_images, _check_model, _convs, _device, _stack
 
 __all__ = ["layer_features", "transform", "TRANSFORMS", "invariance", "Invariance", "sign_change_score",
            "part_squares", "random_squares", "mask_region", "correspondence", "top_norm_share", "dead_filters",
-           "frequency_bands"]
+           "frequency_bands", "shift_variation"]
 
 TRANSFORMS = ("translate", "scale", "rotate")
 
@@ -579,3 +579,46 @@ def frequency_bands(weight: torch.Tensor, edges: Sequence[float] = (1 / 6, 1 / 3
     band = torch.bucketize(radius, torch.tensor(edges, dtype=torch.float64), right=True)   # 0..len(edges)
     shares = torch.stack([power[:, band == b].sum(1) for b in range(len(edges) + 1)], dim=1)
     return (shares / shares.sum(1, keepdim=True).clamp_min(1e-300)).float()
+
+
+@torch.no_grad()
+def shift_variation(model: nn.Module, images: torch.Tensor, layer: int, size: int, shifts: Sequence[int],
+                    preprocess: nn.Module | None = None) -> torch.Tensor:
+    """How much a layer's position-averaged features change when the scene moves by less than the layer's stride:
+    a measure of aliasing (Fig. 6: "aliasing artifacts caused by the large stride 4 used in the 1st layer").
+
+    Explained in the chapter "Architecture selection" (book/architecture).
+    For each shift d, the ``size`` x ``size`` window of ``images`` starting d pixels to the right (vertically
+    centred) goes through the network; layer ``layer``'s rectified maps (as ``zfviz.deconv.feature_map``) are
+    averaged over positions, and compared with those of the window at d = 0 by 1 - cosine similarity.
+    Averaging over positions removes the shift itself; what remains depends on where the content falls between
+    the layer's samples, which an alias-free layer would not care about.
+
+    Args:
+        model: a flat zfviz network. images: (N, 3, H, W) pixels in [0, 1] (or preprocessed, with
+            ``preprocess=None``), W >= size + max(shifts), H >= size. layer: 1..5.
+        size: the network's input size. shifts: pixel offsets >= 0 (0 gives 0).
+        preprocess: applied to each window (e.g. the network's ``Preprocess``).
+    Returns:
+        (len(shifts), N): 1 - cos(pooled features at shift d, pooled features at shift 0).
+    """
+    from .deconv import feature_map
+    _check_model(model)
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, H, W); got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    shifts = [int(d) for d in shifts]
+    if not shifts or min(shifts) < 0:
+        raise ValueError(f"shifts must be pixel offsets >= 0, at least one; got {shifts}")
+    height, width = images.shape[-2:]
+    if not isinstance(size, int) or size < 1 or height < size or width < size + max(shifts):
+        raise ValueError(f"each window (size {size!r}) shifted by up to {max(shifts)} pixels must fit in the "
+                         f"{height}x{width} images: need height >= size and width >= size + max(shifts)")
+    top = (height - size) // 2
+    prep = preprocess if preprocess is not None else nn.Identity()
+
+    def pooled(d):
+        return feature_map(model, prep(images[:, :, top:top + size, d:d + size]), layer).mean(dim=(2, 3))
+
+    reference = pooled(0)
+    return torch.stack([1 - F.cosine_similarity(pooled(d), reference, dim=1) for d in shifts])
