@@ -351,3 +351,10 @@ def test_occlusion_probabilities_hold_every_class_and_agree_with_the_map():
         assert torch.allclose(probs[2, 3], model(covered[None]).softmax(1)[0], atol=1e-6)
     with pytest.raises(ValueError):
         occlusion.occlusion_probabilities(model, image, size=65, stride=8)
+
+
+def test_map_extent_centres_each_cell_on_its_square():
+    left, right, bottom, top = occlusion.map_extent((3, 5), size=24, stride=4)
+    # the centre of cell (i, j) is at (i * 4 + 11.5, j * 4 + 11.5); cells are 4 pixels wide
+    assert (left, right, bottom, top) == (9.5, 29.5, 21.5, 9.5)
+    assert left + 4 / 2 == 11.5 and right - 4 / 2 == 4 * 4 + 11.5

@@ -39,7 +39,7 @@ from torch import nn
 from . import deconv
 
 __all__ = ["occlusion_map", "occlusion_probabilities", "occlusion_panels", "OcclusionPanels", "occlude",
-           "occlusion_grid"]
+           "occlusion_grid", "map_extent"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -119,6 +119,18 @@ def occlusion_grid(height: int, width: int, size: int, stride: int) -> tuple[int
     size = _check_int("size", size, 1, min(height, width), f" (the occluder's side; the image is {height}x{width})")
     stride = _check_int("stride", stride, 1)
     return (height - size) // stride + 1, (width - size) // stride + 1
+
+
+def map_extent(shape: tuple[int, int], size: int, stride: int) -> tuple[float, float, float, float]:
+    """Where an occlusion map (ny, nx) lies over its image: ``imshow(map, extent=map_extent(map.shape, size, stride))``.
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion). Returns (left, right, bottom, top) in
+    pixel coordinates: cell (i, j) is centred on its square's centre, (i * stride + (size - 1) / 2,
+    j * stride + (size - 1) / 2), and is ``stride`` pixels wide.
+    """
+    ny, nx = shape
+    first = (size - 1) / 2 - stride / 2                       # the outer edge of the first cell
+    return first, first + nx * stride, first + ny * stride, first
 
 
 def occlude(image: torch.Tensor, position: tuple[int, int], size: int, fill: float = 0.0) -> torch.Tensor:

@@ -216,9 +216,7 @@ class OcclusionView:
     def extent(self) -> tuple[float, float, float, float]:
         """(left, right, bottom, top) in pixels for ``imshow(prob_map, extent=...)``: cell (i, j) centred on the
         centre of its square, (i * map_stride + (size - 1) / 2, j * map_stride + (size - 1) / 2)."""
-        ny, nx = self.prob_map.shape
-        first = (self.size - 1) / 2 - self.map_stride / 2                  # edge of the first cell
-        return first, first + nx * self.map_stride, first + ny * self.map_stride, first
+        return occlusion.map_extent(tuple(self.prob_map.shape), self.size, self.map_stride)
 
 
 def _coarse_stride(height: int, width: int, size: int, stride: int) -> int:
