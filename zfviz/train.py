@@ -70,6 +70,9 @@ class TrainConfig:
     channels_last: bool = False    # NHWC memory layout, which tensor cores prefer
     compile: bool = False          # torch.compile the model (pays off on long GPU runs)
     snapshot_epochs: str = ""      # Fig. 4: "paper" (1,2,5,...,64 of 70, scaled to this run) or "1,3,10"
+    drop_layers: str = ""          # §5.1 size ablations: "3,4", "7", "6,7" or "3,4,6,7" removes those layers
+    fc_units: int = 4096           # §5.1: units in layers 6 and 7, before width (paper 4096; tried 2048, 8192)
+    conv_channels: str = ""        # §5.1: five conv widths before width, e.g. "96,256,512,1024,512"; "" = paper
 
     def __post_init__(self):
         if self.init not in ("paper", "kaiming"):
@@ -84,6 +87,9 @@ class TrainConfig:
         if self.amp not in ("none", "bf16"):
             raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
         snapshot_epochs(self.snapshot_epochs, self.epochs)      # raises on a bad list
+        with torch.device("meta"):                                # raises on a bad arch or ablation,
+            build_model(self.arch, num_classes=10, width=self.width,   # without allocating the weights
+                        input_size=self.image_size, **self.model_options())
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not self.lr > 0:
@@ -91,6 +97,21 @@ class TrainConfig:
         if not (isinstance(self.max_filter_rms, (int, float)) and 0 <= self.max_filter_rms < math.inf):
             raise ValueError(f"max_filter_rms must be a finite number >= 0 (0 turns renormalisation off), "
                              f"got {self.max_filter_rms!r}")
+
+    def model_options(self) -> dict:
+        """The size-ablation options for :func:`zfviz.models.build_model` (empty for the paper's net)."""
+        options = {}
+        try:
+            if self.drop_layers.strip():
+                options["drop"] = tuple(int(v) for v in self.drop_layers.split(","))
+            if self.conv_channels.strip():
+                options["conv_channels"] = tuple(int(v) for v in self.conv_channels.split(","))
+        except ValueError:
+            raise ValueError(f"drop_layers and conv_channels are comma-separated ints, got "
+                             f"{self.drop_layers!r} and {self.conv_channels!r}") from None
+        if self.fc_units != 4096:
+            options["fc_units"] = self.fc_units
+        return options
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -416,7 +437,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     seed_everything(cfg.seed)
     train_set, val_set = _datasets(cfg)
     net = build_model(cfg.arch, num_classes=len(train_set.classes), width=cfg.width,
-                      input_size=cfg.image_size)
+                      input_size=cfg.image_size, **cfg.model_options())
     (init_kaiming_ if cfg.init == "kaiming" else init_paper_)(net)
     for m in net.modules():
         if isinstance(m, nn.Dropout):
