@@ -221,3 +221,16 @@ def test_locate_finds_a_point_of_the_drawing_in_every_render():
         ds.locate(len(ds), (0.5, 0.5))
     with pytest.raises(ValueError, match="uv must be"):
         ds.locate(0, (0.5, 0.5, 0.5))
+
+
+def test_subset_renders_only_the_chosen_drawings_and_new_epochs_differ():
+    t = TuxPaint(image_size=32, renders=2)
+    sub = t.subset([5, 40, 100])
+    assert sub.sprite_labels.tolist() == t.sprite_labels[[5, 40, 100]].tolist()
+    assert sub.labels.tolist() == sub.sprite_labels.repeat(2).tolist() and len(sub) == 6
+    assert len(t) == 288                                     # the original is untouched
+    first = sub.images.clone()
+    sub.set_epoch(1)                                         # TuxPaint renders like a training split
+    assert not torch.equal(first, sub.images)
+    with pytest.raises(ValueError, match=r"indices in \[0, 143\]"):
+        t.subset([144])

@@ -13,6 +13,8 @@ each epoch (``set_epoch``), with all randomness drawn from seeded generators.
 """
 from __future__ import annotations
 
+import copy
+
 import gzip
 import hashlib
 import json
@@ -33,7 +35,8 @@ __all__ = ["DATA_DIR", "DataIntegrityError", "verify", "sha256_file", "data_path
 
 DATA_DIR = Path(os.environ.get("ZFVIZ_DATA", Path(__file__).resolve().parents[1] / "data"))
 SPLITS = ("train", "val", "test")
-_SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+# TuxPaint's one split "all" is rendered as a training split (new composites for each epoch).
+_SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "all": 0}
 REBUILD = "python scripts/build_data.py"
 
 
@@ -220,7 +223,7 @@ class ClipArt(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Render the split: fixed for val/test, new composites for each training epoch."""
         self.epoch = epoch
-        stream = [self.seed, _SPLIT_IDS[self.split], epoch if self.split == "train" else 0]
+        stream = [self.seed, _SPLIT_IDS[self.split], epoch if self.split in ("train", "all") else 0]
         g = torch.Generator().manual_seed(int(np.random.SeedSequence(stream).generate_state(1)[0]))
         m = len(self.sprites)
         which = torch.arange(m).repeat(self.renders)                       # every sprite, `renders` times
@@ -272,6 +275,22 @@ class ClipArt(Dataset):
         x = c[..., 0] + s * (sx * torch.cos(a) * u - torch.sin(a) * v)
         y = c[..., 1] + s * (sx * torch.sin(a) * u + torch.cos(a) * v)
         return torch.stack([(x + 1) / 2 * self.image_size, (y + 1) / 2 * self.image_size], dim=-1)
+
+    def subset(self, sprites) -> "ClipArt":
+        """A copy that renders only the drawings ``sprites`` (indices into ``self.sprites``), in that order.
+
+        Explained in the chapter "§5 Experiments" (training on a few images per class). Same size, renders,
+        seed and epoch; its images are new renders (the placements depend on the number of drawings).
+        """
+        idx = torch.as_tensor(sprites, dtype=torch.long).flatten()
+        if len(idx) == 0 or int(idx.min()) < 0 or int(idx.max()) >= len(self.sprites):
+            raise ValueError(f"sprites must be a non-empty list of indices in [0, {len(self.sprites) - 1}], "
+                             f"got {sprites!r}")
+        sub = copy.copy(self)
+        sub.sprites, sub.sprite_labels = self.sprites[idx], self.sprite_labels[idx]
+        sub.sprite_sources = [self.sprite_sources[i] for i in idx.tolist()]
+        sub.set_epoch(self.epoch)
+        return sub
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All images (N, 3, S, S) float in [0, 1] and labels (N,) at once (for fast training loops)."""
