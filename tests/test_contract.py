@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import zfviz
-from zfviz import data, deconv, features, models, occlusion, plotting, train, widgets
+from zfviz import data, deconv, features, models, occlusion, plotting, static, train, transfer, widgets
 
-MODULES = [models, data, train, plotting, deconv, widgets, features, occlusion]
+MODULES = [models, data, train, plotting, deconv, widgets, features, occlusion, transfer, static]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
