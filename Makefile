@@ -1,12 +1,18 @@
 # Two commands on a fresh machine:
 #   make book   -> .venv with the locked dependencies, executes the chapters, writes _build/html
-#   make test   -> the same set-up, then the package's unit tests and nbval (strict) over book/
+#   make test   -> the same set-up, then the package's unit tests, nbval (strict) over book/, and the built
+#                  site opened in headless Chromium (make browser; installs chromium with apt-get if missing)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test unit nbval venv lock clean data train
+.PHONY: book test unit nbval browser venv vendor lock clean data train
+
+# JavaScript the pages load, served from _static/vendor/ so that the site works offline (see _config.yml).
+NPM_PACKAGES := mathjax@3.2.2 requirejs@2.3.8 @jupyter-widgets/html-manager@1.0.15
+VENDOR       := _static/vendor
+VENDOR_STAMP := $(VENDOR)/.installed
 
 venv: $(STAMP)
 
@@ -16,16 +22,33 @@ $(STAMP): pyproject.toml requirements-lock.txt
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
-book: $(STAMP)
+vendor: $(VENDOR_STAMP)
+
+$(VENDOR_STAMP): Makefile
+	rm -rf $(VENDOR) _build/npm && mkdir -p $(VENDOR)/html-manager _build/npm
+	npm install --prefix _build/npm --no-audit --no-fund --no-save --silent $(NPM_PACKAGES)
+	cp -r _build/npm/node_modules/mathjax/es5 $(VENDOR)/mathjax
+	cp _build/npm/node_modules/requirejs/require.js $(VENDOR)/require.js
+	cd _build/npm/node_modules/@jupyter-widgets/html-manager/dist && \
+	  cp embed-amd.js *.woff *.woff2 *.ttf *.eot *.svg $(CURDIR)/$(VENDOR)/html-manager/
+	touch $(VENDOR_STAMP)
+
+book: $(STAMP) $(VENDOR_STAMP)
+	$(PY) scripts/book_cache.py
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-test: unit nbval
+test: unit nbval browser
 
 unit: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --ignore=tests/browser
 
 nbval: $(STAMP)
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider book
+
+# The built site in a real browser (tests/browser): builds the book, then opens every page offline.
+browser: book
+	command -v chromedriver >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+	$(PY) -m pytest tests/browser
 
 # Rebuild data/ from the Debian packages (needs apt-get; see scripts/build_data.py).
 data: $(STAMP)
