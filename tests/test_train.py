@@ -115,7 +115,10 @@ def test_pick_device():
                                            ({"epochs": 0}, "epochs must be a positive int"),
                                            ({"lr": 0}, "lr must be > 0"),
                                            ({"max_filter_rms": -1.0}, "max_filter_rms must be a finite"),
-                                           ({"max_filter_rms": float("inf")}, "0 turns renormalisation off")])
+                                           ({"max_filter_rms": float("inf")}, "0 turns renormalisation off"),
+                                           ({"lr_steps": "5,3", "epochs": 9}, "lr_steps must be increasing"),
+                                           ({"lr_steps": "30"}, r"epochs in 1\.\.29"),
+                                           ({"drop_layers": "5"}, r"drop may hold the layers \(3, 4, 6, 7\)")])
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
@@ -141,6 +144,18 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     # The history records every layer-1 filter's RMS (Fig. 6a), here after the last epoch.
     w = straight["model"].conv1.weight
     assert straight["history"][-1]["conv1_rms"] == pytest.approx(w.pow(2).mean((1, 2, 3)).sqrt().tolist(), abs=1e-6)
+
+
+def test_fixed_lr_schedule_and_a_size_ablation_train(tmp_path):
+    cfg = TrainConfig(width=0.0625, image_size=64, renders=1, epochs=3, batch_size=64, out=str(tmp_path / "s"),
+                      seed=3, lr_steps="1,2", drop_layers="3,4,6,7")
+    run = train(cfg, progress=False)
+    # lr 1e-2, divided by 10 after epochs 1 and 2 whatever the validation loss did.
+    assert [h["lr"] for h in run["history"]] == pytest.approx([1e-3, 1e-4, 1e-4])
+    assert [n for n, _ in run["model"].named_children() if n.startswith(("conv", "fc"))] == \
+        ["conv1", "conv2", "conv5", "fc8"]
+    model, _, _ = load_checkpoint(tmp_path / "s" / "last.pt")            # rebuilt from the stored options
+    assert model.config["drop"] == [3, 4, 6, 7]
 
 
 def test_sidecar_accepts_either_file_while_a_save_is_in_flight(tmp_path):

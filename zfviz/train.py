@@ -58,6 +58,7 @@ class TrainConfig:
     weight_decay: float = 0.0      # the paper mentions none
     lr_factor: float = 0.1         # "annealed by hand"; AlexNet divided by 10
     lr_patience: int = 8           # epochs without a better validation loss before annealing
+    lr_steps: str = ""             # or a fixed schedule: "16,21" divides lr by lr_factor after those epochs
     min_lr: float = 1e-4
     max_filter_rms: float = 0.1    # paper §3: renormalise conv filters whose RMS exceeds 0.1; 0 = off (Fig. 6a)
     init: str = "kaiming"          # "paper" = N(0, 0.01^2); see init_kaiming_ for why we depart
@@ -87,6 +88,7 @@ class TrainConfig:
         if self.amp not in ("none", "bf16"):
             raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
         snapshot_epochs(self.snapshot_epochs, self.epochs)      # raises on a bad list
+        self.lr_step_epochs()                                    # likewise
         with torch.device("meta"):                                # raises on a bad arch or ablation,
             build_model(self.arch, num_classes=10, width=self.width,   # without allocating the weights
                         input_size=self.image_size, **self.model_options())
@@ -97,6 +99,17 @@ class TrainConfig:
         if not (isinstance(self.max_filter_rms, (int, float)) and 0 <= self.max_filter_rms < math.inf):
             raise ValueError(f"max_filter_rms must be a finite number >= 0 (0 turns renormalisation off), "
                              f"got {self.max_filter_rms!r}")
+
+    def lr_step_epochs(self) -> list[int]:
+        """The epochs after which a fixed schedule anneals (``lr_steps``); empty: anneal on a plateau."""
+        try:
+            steps = [int(v) for v in self.lr_steps.split(",")] if self.lr_steps.strip() else []
+        except ValueError:
+            steps = None
+        if steps is None or any(not 1 <= s < self.epochs for s in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"lr_steps must be increasing epochs in 1..{self.epochs - 1}, comma-separated "
+                             f"(e.g. '16,21'), or '' to anneal on a plateau; got {self.lr_steps!r}")
+        return steps
 
     def model_options(self) -> dict:
         """The size-ablation options for :func:`zfviz.models.build_model` (empty for the paper's net)."""
@@ -459,6 +472,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor,
                                                        patience=cfg.lr_patience, min_lr=cfg.min_lr)
+    steps = cfg.lr_step_epochs()
     snapshots = snapshot_epochs(cfg.snapshot_epochs, cfg.epochs)
     snapshot_images = None
     if snapshots:   # a fixed image set: the first validation images, preprocessed
@@ -518,7 +532,12 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         val = _evaluate_set(net, preprocess, val_set, device, cfg.workers)
         # The paper anneals when the validation *error* plateaus; on 320 validation images the error
         # jumps by a few points from epoch to epoch, so we watch the smoother validation loss.
-        sched.step(val["loss"])
+        if steps:       # a fixed schedule: the same annealing epochs for runs that are to be compared
+            if epoch + 1 in steps:
+                for group in opt.param_groups:
+                    group["lr"] = max(group["lr"] * cfg.lr_factor, cfg.min_lr)
+        else:
+            sched.step(val["loss"])
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": opt.param_groups[0]["lr"],
                "filters_rescaled": rescaled, "conv1_rms": _filter_rms(net), "time_s": time.time() - t0}
