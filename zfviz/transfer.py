@@ -157,7 +157,8 @@ def fit_linear(features, labels, kind: str = "softmax", C: float = 1.0):
         from sklearn.svm import LinearSVC
     except ModuleNotFoundError as e:
         raise ModuleNotFoundError("fit_linear needs scikit-learn: pip install 'zfviz[colab]'") from e
-    clf = (LinearSVC(C=C, max_iter=20_000) if kind == "svm"
+    # random_state: liblinear's dual solver visits the samples in a random order; fixed, the result is too.
+    clf = (LinearSVC(C=C, max_iter=20_000, random_state=0) if kind == "svm"
            else LogisticRegression(C=C, max_iter=5_000))
     pipe = make_pipeline(StandardScaler(), clf)
     with warnings.catch_warnings():
