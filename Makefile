@@ -9,9 +9,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: book test unit nbval browser venv vendor lock clean data train
 
-# JavaScript the pages load, served from _static/vendor/ so that the site works offline (see _config.yml).
-NPM_PACKAGES := mathjax@3.2.2 requirejs@2.3.8 @jupyter-widgets/html-manager@1.0.15
-VENDOR       := _static/vendor
+# MathJax, served from the site itself so that the pages work offline (see _config.yml). Not in _static/:
+# Jupyter Book adds every .js file under _static/ to every page.
+NPM_PACKAGES := mathjax@3.2.2
+VENDOR       := _vendor/vendor
 VENDOR_STAMP := $(VENDOR)/.installed
 
 venv: $(STAMP)
@@ -25,12 +26,9 @@ $(STAMP): pyproject.toml requirements-lock.txt
 vendor: $(VENDOR_STAMP)
 
 $(VENDOR_STAMP): Makefile
-	rm -rf $(VENDOR) _build/npm && mkdir -p $(VENDOR)/html-manager _build/npm
+	rm -rf $(VENDOR) _build/npm && mkdir -p $(VENDOR) _build/npm
 	npm install --prefix _build/npm --no-audit --no-fund --no-save --silent $(NPM_PACKAGES)
 	cp -r _build/npm/node_modules/mathjax/es5 $(VENDOR)/mathjax
-	cp _build/npm/node_modules/requirejs/require.js $(VENDOR)/require.js
-	cd _build/npm/node_modules/@jupyter-widgets/html-manager/dist && \
-	  cp embed-amd.js *.woff *.woff2 *.ttf *.eot *.svg $(CURDIR)/$(VENDOR)/html-manager/
 	touch $(VENDOR_STAMP)
 
 book: $(STAMP) $(VENDOR_STAMP)

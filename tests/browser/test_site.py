@@ -4,7 +4,7 @@ and the precomputed explorers respond to input.
 Run by `make browser` (part of `make test`), which builds the site first and installs Debian's chromium and
 chromium-driver when they are missing. Screenshots of every page are kept in _build/browser/ as artefacts.
 Chromium runs headless, offline (--disable-background-networking; the site loads nothing from the network:
-MathJax and RequireJS are vendored, see the Makefile's `vendor` target).
+MathJax is vendored, see the Makefile's `vendor` target).
 """
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+
+# Messages every Jupyter Book 1.0.4 page logs, whatever its content, and that change nothing on it: the
+# theme's extensions (sphinx-thebe, sphinx-togglebutton) write their inline settings twice, so the second
+# `const THEBE_JS_URL` fails (thebe is not used: no launch button starts it); and the pydata theme reports
+# an empty stored colour mode before it falls back to "auto". Anything else fails the test.
+KNOWN_UPSTREAM = ("Identifier 'THEBE_JS_URL' has already been declared", "Got invalid theme mode")
 
 
 def _pages() -> list[str]:
@@ -84,8 +91,9 @@ def test_page_renders_with_its_figures_and_no_console_error(browser, page):
         assert shown >= figures, f"{page}: {figures} figures in the notebook, {shown} shown"
     if browser.execute_script("return document.querySelector('article .math') !== null"):
         typeset = browser.execute_script("return document.querySelectorAll('mjx-container').length")
-        assert typeset > 0, f"{page}: the page has maths but MathJax rendered none (is _static/vendor there?)"
-    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert typeset > 0, f"{page}: the page has maths but MathJax rendered none (did `make vendor` run?)"
+    errors = [e["message"] for e in browser.get_log("browser")
+              if e["level"] == "SEVERE" and not any(known in e["message"] for known in KNOWN_UPSTREAM)]
     assert not errors, f"{page}: console errors: {errors}"
 
 
