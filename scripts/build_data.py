@@ -221,6 +221,16 @@ def write_manifest() -> None:
     print(f"wrote data/MANIFEST.tsv ({len(rows)} files)")
 
 
+def ship_json(rel: str, record: dict) -> Path:
+    """Write a result record to data/<rel> (JSON) and rewrite the manifest; used by the experiment scripts."""
+    target = DATA / rel
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps(record, indent=1) + "\n")
+    write_manifest()
+    print(f"shipped data/{rel} ({target.stat().st_size:,} bytes)")
+    return target
+
+
 def main(argv: list[str]) -> None:
     if argv == ["--manifest-only"]:
         write_manifest()

@@ -113,12 +113,8 @@ def main(argv=None) -> None:
               "command": "python scripts/size_ablations.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "epochs": args.epochs, "lr_steps": args.lr_steps, "seeds": seeds,
               "torch": torch.__version__, "threads": args.threads, "device": "cpu", "variants": rows}
-    target = ROOT / "data" / "results" / "size_ablations.json"
-    target.parent.mkdir(exist_ok=True)
-    target.write_text(json.dumps(record, indent=1) + "\n")
     import build_data
-    build_data.write_manifest()
-    print(f"shipped {target.relative_to(ROOT)} ({target.stat().st_size:,} bytes)")
+    build_data.ship_json("results/size_ablations.json", record)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ with the command, seeds and times. About 10 minutes on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -59,12 +58,8 @@ def main(argv=None) -> None:
               "command": "python scripts/transfer_scratch.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "steps": args.steps, "batch_size": args.batch_size, "test_per_class": TEST_PER_CLASS,
               "torch": torch.__version__, "threads": args.threads, "device": "cpu", "runs": rows}
-    target = ROOT / "data" / "results" / "transfer_scratch.json"
-    target.parent.mkdir(exist_ok=True)
-    target.write_text(json.dumps(record, indent=1) + "\n")
     import build_data
-    build_data.write_manifest()
-    print(f"shipped {target.relative_to(ROOT)}")
+    build_data.ship_json("results/transfer_scratch.json", record)
 
 
 if __name__ == "__main__":
