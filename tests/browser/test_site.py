@@ -136,3 +136,21 @@ def test_occlusion_explorer_responds_to_sliders_and_clicks(browser):
     i, j = (int(v) for v in clicked[0].split(",")[1:])
     assert 8 <= i <= 14 and 8 <= j <= 14, clicked                                      # near the middle cell
     browser.save_screenshot(str(SHOTS / "occlusion-explorer.png"))
+
+
+def test_figures_stay_readable_in_dark_mode(browser):
+    _open(browser, "book/experiments.html")
+    browser.execute_script("document.documentElement.dataset.theme = 'dark'; "
+                           "document.documentElement.dataset.mode = 'dark'")
+    page, figures = browser.execute_script(
+        "return [getComputedStyle(document.body).backgroundColor, [...document.querySelectorAll('article img')]"
+        ".filter(i => i.src.includes('_images/')).map(i => getComputedStyle(i).backgroundColor)]")
+
+    def brightness(css):
+        r, g, b = (int(v) for v in re.findall(r"\d+", css)[:3])
+        return (r + g + b) / 3
+
+    assert brightness(page) < 60 and figures, (page, figures)        # the page did turn dark
+    # Figures are drawn on white; the theme frames them on a light panel, so they keep their contrast.
+    assert all(brightness(bg) > 180 for bg in figures), figures
+    browser.save_screenshot(str(SHOTS / "experiments-dark.png"))
