@@ -129,14 +129,15 @@ def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, chann
     indices = list(indices)
     if not indices:
         raise ValueError("indices must name at least one image")
-    views, data = {"images": {}}, {"layers": {}, "images": [], "views": {}}
+    layers = {layer: list(channels[layer]) for layer in sorted(channels)}
+    for layer, maps in layers.items():
+        if not maps:
+            raise ValueError(f"channels[{layer}] is empty; give at least one feature map per layer")
+    views = {"images": {}}
+    data = {"layers": {str(layer): maps for layer, maps in layers.items()}, "images": [], "views": {}}
     for index in indices:
         label = None
-        for layer in sorted(channels):
-            maps = list(channels[layer])
-            if not maps:
-                raise ValueError(f"channels[{layer}] is empty; give at least one feature map per layer")
-            data["layers"][str(layer)] = maps
+        for layer, maps in layers.items():
             for channel in maps:
                 v = deconv_view(model, preprocess, dataset, layer, channel, index)   # checks everything
                 uri = picture_uri(v["projection"], "JPEG", quality)
@@ -185,8 +186,8 @@ layer.addEventListener("change", () => { fillMaps(); show(); });
 map.addEventListener("change", show); image.addEventListener("change", show);
 fillMaps(); show();
 """
-    n_views = sum(len(list(m)) for m in channels.values()) * len(indices)
-    summary = f"{len(channels)} layers, {n_views // len(indices)} feature maps, {len(indices)} images"
+    summary = (f"{len(layers)} layers, {sum(len(m) for m in layers.values())} feature maps, "
+               f"{len(indices)} images")
     return StaticExplorer("deconv", name, _component(name, "deconv", data, body, script), views, summary)
 
 
@@ -245,13 +246,13 @@ def static_occlusion_explorer(model: nn.Module, images: torch.Tensor, targets, s
                 "top_prob": top_prob.round(decimals=3), "image_prob": round(float(whole[target]), 3),
                 "target": target, "size": size, "stride": stride, "grid": (ny, nx)}
         views[n] = view
-        name_of = (lambda k: classes[k]) if classes is not None else (lambda k: f"class {k}")
+        if "classes" not in data:      # the class names, once the first map tells how many classes there are
+            data["classes"] = list(classes) if classes is not None else [f"class {k}" for k in range(probs.shape[-1])]
         data["images"].append({
             "u": picture_uri(images[n].clamp(0, 1), "PNG"), "map": _map_uri(view["prob"]),
             "prob": view["prob"].flatten().tolist(), "top": top_class.flatten().tolist(),
             "topp": view["top_prob"].flatten().tolist(), "whole": view["image_prob"],
-            "target": name_of(target), "ny": ny, "nx": nx})
-        data["classes"] = list(classes) if classes is not None else [f"class {k}" for k in range(probs.shape[-1])]
+            "target": data["classes"][target], "ny": ny, "nx": nx})
     data.update({"size": size, "stride": stride, "height": height, "width": width, "patch": picture_uri(patch, "PNG")})
     body = (f'<div style="margin-bottom:4px"><label {_LABEL}>image <select class="image"></select></label>'
             f'<label {_LABEL}>square row <input type="range" class="row" min="0" value="0"></label>'
