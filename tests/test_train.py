@@ -290,3 +290,20 @@ def test_snapshots_record_the_strongest_projection_at_the_chosen_epochs(tmp_path
     assert snapshot_epochs("paper", 100) == [1, 3, 7, 14, 29, 43, 57, 91]
     with pytest.raises(ValueError, match=r"must lie in 1\.\.2"):
         TrainConfig(epochs=2, snapshot_epochs="1,5")
+
+
+def test_every_command_line_option_explains_itself(monkeypatch):
+    import contextlib
+    import io
+    from dataclasses import fields
+
+    from zfviz.train import TrainConfig, main
+    monkeypatch.setenv("COLUMNS", "2000")          # no line wrapping (it may break at hyphens)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(out.getvalue().split())
+    for f in fields(TrainConfig):
+        help = " ".join(f.metadata["help"].split())
+        assert len(help) > 5 and help in text, f"--{f.name.replace('_', '-')} has no help"
+    assert "(default: 0.1)" in text and "--resume" in text

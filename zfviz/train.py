@@ -19,7 +19,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -38,42 +38,52 @@ PAPER_SNAPSHOT_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)   # Fig. 4 shows these epo
 SNAPSHOT_MAPS, SNAPSHOT_IMAGES = 4, 64                   # per layer; the first validation images
 
 
+def _opt(default, help: str):
+    """A TrainConfig field: its default, and the reason for it that `--help` prints."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a training run, with the paper's value or the reason for ours.
 
     Explained in the chapter "Training ZFNet".
     """
-    arch: str = "zfnet"
-    width: float = 0.25            # teaching scale: 24-64-96-96-64 maps, 1024-unit FC layers
-    image_size: int = 112          # half the paper's 224: 4x fewer pixels, fits 2 CPU cores
-    dataset: str = "clipart"       # or "imagefolder": data_root/train and data_root/val (ImageNet layout)
-    data_root: str = ""
-    workers: int = 0               # DataLoader worker processes (use several for image folders)
-    renders: int = 8               # fresh composites of every training sprite per epoch
-    epochs: int = 30
-    batch_size: int = 128          # paper
-    lr: float = 0.01               # paper
-    momentum: float = 0.9          # paper
-    weight_decay: float = 0.0      # the paper mentions none
-    lr_factor: float = 0.1         # "annealed by hand"; AlexNet divided by 10
-    lr_patience: int = 8           # epochs without a better validation loss before annealing
-    lr_steps: str = ""             # or a fixed schedule: "16,21" divides lr by lr_factor after those epochs
-    min_lr: float = 1e-4
-    max_filter_rms: float = 0.1    # paper §3: renormalise conv filters whose RMS exceeds 0.1; 0 = off (Fig. 6a)
-    init: str = "kaiming"          # "paper" = N(0, 0.01^2); see init_kaiming_ for why we depart
-    seed: int = 0
-    device: str = "auto"
-    out: str = "runs/zfnet"
-    checkpoint_every: int = 0      # also write last.pt every N steps inside an epoch (0: at epoch ends only)
-    dropout: float = 0.5           # paper, fc6 and fc7; 0 makes runs comparable across process counts
-    amp: str = "none"              # "bf16": autocast the forward pass to bfloat16 (GPUs; ~no accuracy cost)
-    channels_last: bool = False    # NHWC memory layout, which tensor cores prefer
-    compile: bool = False          # torch.compile the model (pays off on long GPU runs)
-    snapshot_epochs: str = ""      # Fig. 4: "paper" (1,2,5,...,64 of 70, scaled to this run) or "1,3,10"
-    drop_layers: str = ""          # §5.1 size ablations: "3,4", "7", "6,7" or "3,4,6,7" removes those layers
-    fc_units: int = 4096           # §5.1: units in layers 6 and 7, before width (paper 4096; tried 2048, 8192)
-    conv_channels: str = ""        # §5.1: five conv widths before width, e.g. "96,256,512,1024,512"; "" = paper
+    arch: str = _opt("zfnet", "zfnet, or alexnet_single (the chapter 'Architecture selection')")
+    width: float = _opt(0.25, "teaching scale: 24-64-96-96-64 maps, 1024-unit FC layers")
+    image_size: int = _opt(112, "half the paper's 224: 4x fewer pixels, fits 2 CPU cores")
+    dataset: str = _opt("clipart", "clipart (offline, shipped) or imagefolder: data_root/train and /val, "
+                                     "ImageNet's layout")
+    data_root: str = _opt("", "with --dataset imagefolder: the folder holding train/ and val/")
+    workers: int = _opt(0, "DataLoader worker processes (use several for image folders)")
+    renders: int = _opt(8, "fresh composites of every training sprite per epoch")
+    epochs: int = _opt(30, "the paper trained for 70")
+    batch_size: int = _opt(128, "the paper's")
+    lr: float = _opt(0.01, "the paper's")
+    momentum: float = _opt(0.9, "the paper's")
+    weight_decay: float = _opt(0.0, "the paper mentions none")
+    lr_factor: float = _opt(0.1, '"annealed by hand"; AlexNet divided by 10')
+    lr_patience: int = _opt(8, "epochs without a better validation loss before annealing")
+    lr_steps: str = _opt("", 'a fixed schedule: "16,21" divides lr by lr_factor after those epochs; '
+                                "'' anneals on a plateau")
+    min_lr: float = _opt(1e-4, "annealing on a plateau stops dividing below this learning rate")
+    max_filter_rms: float = _opt(0.1, "paper §3: renormalise conv filters whose RMS exceeds 0.1; "
+                                      "0 = off (Fig. 6a)")
+    init: str = _opt("kaiming", '"paper" = N(0, 0.01^2); see init_kaiming_ for why we depart')
+    seed: int = _opt(0, "seeds torch, numpy and random, hence the weights and the data order")
+    device: str = _opt("auto", "auto = cuda, then mps, then cpu (printed); cuda, mps or cpu: "
+                                "an error if absent, never a silent fall-back")
+    out: str = _opt("runs/zfnet", "folder for the checkpoints (last.pt, best.pt, each with its sha256) "
+                                  "and history.json")
+    checkpoint_every: int = _opt(0, "also write last.pt every N steps inside an epoch (0: at epoch ends only)")
+    dropout: float = _opt(0.5, "paper, fc6 and fc7; 0 makes runs comparable across process counts")
+    amp: str = _opt("none", '"bf16": autocast the forward pass to bfloat16 (GPUs; ~no accuracy cost)')
+    channels_last: bool = _opt(False, "NHWC memory layout, which tensor cores prefer")
+    compile: bool = _opt(False, "torch.compile the model (pays off on long GPU runs)")
+    snapshot_epochs: str = _opt("", 'Fig. 4: "paper" (1,2,5,...,64 of 70, scaled to this run) or "1,3,10"')
+    drop_layers: str = _opt("", '§5.1 size ablations: "3,4", "7", "6,7" or "3,4,6,7" removes those layers')
+    fc_units: int = _opt(4096, "§5.1: units in layers 6 and 7, before width (paper 4096; tried 2048, 8192)")
+    conv_channels: str = _opt("", '§5.1: five conv widths before width, e.g. "96,256,512,1024,512"; "" = paper')
 
     def __post_init__(self):
         if self.init not in ("paper", "kaiming"):
@@ -557,16 +567,15 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m zfviz.train", description=__doc__.split("\n\n")[0])
-    defaults = TrainConfig()
-    for name, value in asdict(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+    for f in fields(TrainConfig):
+        flag, help = "--" + f.name.replace("_", "-"), f.metadata["help"]
+        if isinstance(f.default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help)
         else:
-            p.add_argument(flag, type=type(value), default=value)
+            p.add_argument(flag, type=type(f.default), default=f.default, help=help + " (default: %(default)r)")
     p.add_argument("--resume", default=None, help="continue from a checkpoint written by this script")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs and CI)")
     args = vars(p.parse_args(argv))
     resume, threads, no_progress = args.pop("resume"), args.pop("threads"), args.pop("no_progress")
     if threads:
