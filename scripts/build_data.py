@@ -231,6 +231,19 @@ def ship_json(rel: str, record: dict) -> Path:
     return target
 
 
+def ship_torch(rel: str, shipped: dict, record: dict) -> Path:
+    """Save tensors to data/<rel> (``torch.save``), their record with its sha256 beside them (same name,
+    .json), and rewrite the manifest; used by the experiment scripts that ship weights."""
+    import torch
+    target = DATA / rel
+    target.parent.mkdir(exist_ok=True)
+    torch.save(shipped, target)
+    record["sha256"] = sha256_file(target)
+    ship_json(Path(rel).with_suffix(".json").as_posix(), record)
+    print(f"shipped data/{rel} ({target.stat().st_size:,} bytes)")
+    return target
+
+
 def main(argv: list[str]) -> None:
     if argv == ["--manifest-only"]:
         write_manifest()

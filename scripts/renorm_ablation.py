@@ -12,7 +12,6 @@ is rewritten. About 20 s per epoch per arm on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from zfviz.data import sha256_file  # noqa: E402
 from zfviz.train import TrainConfig, train  # noqa: E402
 
 ARMS = {"renormalised": 0.1, "not renormalised": 0.0}
@@ -54,13 +52,8 @@ def main(argv=None) -> None:
                                  "preprocess": result["preprocess"].state_dict(), "history": history}
         record["arms"][name] = {"max_filter_rms": rms, "wall_time_s": round(time.time() - t0, 1),
                                 "final_val_accuracy": history[-1]["val_accuracy"]}
-    target = ROOT / "data" / "weights" / "renorm_ablation.pt"
-    torch.save(shipped, target)
-    record["sha256"] = sha256_file(target)
-    target.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     import build_data
-    build_data.write_manifest()
-    print(f"shipped {target.relative_to(ROOT)} ({target.stat().st_size:,} bytes)")
+    build_data.ship_torch("weights/renorm_ablation.pt", shipped, record)
 
 
 if __name__ == "__main__":

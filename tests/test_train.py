@@ -307,3 +307,26 @@ def test_every_command_line_option_explains_itself(monkeypatch):
         help = " ".join(f.metadata["help"].split())
         assert len(help) > 5 and help in text, f"--{f.name.replace('_', '-')} has no help"
     assert "(default: 0.1)" in text and "--resume" in text
+
+
+@pytest.mark.parametrize("rel", ["weights/renorm_ablation", "weights/renorm_paper_scale"])
+def test_shipped_renormalisation_runs_agree_with_their_records(rel):
+    """The Fig. 6(a) runs the training chapter reads: the weights match the recorded filter RMS, the
+    renormalised arm never exceeds the radius, and the record's sha256 is the manifest's."""
+    import json
+
+    from zfviz import data
+    shipped = torch.load(data.data_path(rel + ".pt"), weights_only=True)
+    record = json.loads(data.data_path(rel + ".json").read_text())
+    assert record["sha256"] == data._manifest(data.DATA_DIR)[rel + ".pt"]
+    assert set(shipped["arms"]) == {"renormalised", "not renormalised"}
+    for name, arm in shipped["arms"].items():
+        assert len(arm["history"]) == shipped["epochs"]
+        weight = arm["conv1.weight"]
+        last = weight[shipped["epochs"]] if isinstance(weight, dict) else weight   # epoch -> weights, or final
+        rms = last.pow(2).mean(dim=(1, 2, 3)).sqrt()
+        assert torch.allclose(rms, torch.tensor(arm["history"][-1]["conv1_rms"]), atol=1e-4)
+        if arm["max_filter_rms"]:
+            assert rms.max() <= arm["max_filter_rms"] * (1 + 1e-5)
+        else:
+            assert name == "not renormalised"
