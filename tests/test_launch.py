@@ -113,3 +113,17 @@ def test_binder_environment_matches_the_lock_file_and_the_extras():
     extras = re.search(r"^\s+- -e \.\[([a-z,]+)\]\s*$", env, re.M)
     assert extras, "environment.yml must install the repository itself (-e .[...])"
     assert set(extras.group(1).split(",")) <= set(PYPROJECT["project"]["optional-dependencies"])
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_is_a_valid_notebook_with_cell_ids(chapter):
+    """Colab, Binder and the build read the .ipynb as nbformat 4.5+: every cell needs a unique id."""
+    import warnings
+
+    import nbformat
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # nbformat only warns about a missing id, for now
+        nb = nbformat.read(chapter, as_version=4)
+        nbformat.validate(nb)
+    ids = [cell.get("id") for cell in nb.cells]
+    assert None not in ids and len(set(ids)) == len(ids)
