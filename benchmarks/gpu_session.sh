@@ -5,13 +5,34 @@
 #   1. the training-throughput benchmark of the full-size ZFNet (fp32 eager vs the tuned paths),
 #   2. a short full-size training run (width 1.0, 224 px) on the offline clip-art set, tuned path.
 # Budget: about 2 min for 1 and EPOCHS (default 10) x ~15 s for 2 on an H200 (estimates, not yet measured).
-set -euo pipefail
+# A step that fails does not stop the other (device time is scarce); the exit status says whether all passed.
+# A dry run of the plumbing on a CPU, in about 20 seconds (tiny sizes; the numbers mean nothing):
+#   PYTHON=.venv/bin/python BENCH_ARGS="--quick --no-compile" EPOCHS=1 OUT=/tmp/gpu-dry RUN_DIR=/tmp/zfviz-dry \
+#   TRAIN_ARGS="--width 0.125 --image-size 64 --renders 1 --no-compile" bash benchmarks/gpu_session.sh
+set -uo pipefail
 out=${OUT:-runs/gpu}
+run=${RUN_DIR:-/tmp/zfviz-full}      # the checkpoints (~0.5 GB with the optimiser) stay on the machine
+PY=${PYTHON:-python3}
 mkdir -p "$out"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee "$out/device.txt"
-python3 benchmarks/bench_train.py | tee "$out/bench_train.txt"
-# Checkpoints of the full net (~0.5 GB with the optimiser) stay on the machine; the history comes back.
-python3 -m zfviz.train --width 1.0 --image-size 224 --epochs "${EPOCHS:-10}" --amp bf16 --channels-last \
-    --compile --seed 0 --out /tmp/zfviz-full --no-progress | tee "$out/train_full.txt"
-cp /tmp/zfviz-full/history.json "$out/train_full_history.json"
+failed=0
+
+step() {  # step NAME COMMAND...: run it, keep its output in $out/NAME.txt, note a failure and go on
+    local name=$1
+    shift
+    echo "=== $name: $*"
+    if ! "$@" 2>&1 | tee "$out/$name.txt"; then
+        echo "=== $name FAILED"
+        failed=1
+    fi
+}
+
+step device "$PY" -c "import torch; print('torch', torch.__version__,
+    torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA device')"
+# shellcheck disable=SC2086  # BENCH_ARGS and TRAIN_ARGS are lists of options
+step bench_train "$PY" benchmarks/bench_train.py ${BENCH_ARGS:-}
+# shellcheck disable=SC2086
+step train_full "$PY" -m zfviz.train --width 1.0 --image-size 224 --epochs "${EPOCHS:-10}" --amp bf16 \
+    --channels-last --compile --seed 0 --out "$run" --no-progress ${TRAIN_ARGS:-}
+cp "$run/history.json" "$out/train_full_history.json" || failed=1
+exit $failed
