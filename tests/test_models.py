@@ -288,3 +288,101 @@ def test_size_ablation_bad_options(options, exc, match):
     if exc is ValueError:
         with pytest.raises(ValueError, match="unknown model options"):
             build_model("zfnet", 10, 0.25, 112, depth=3)
+
+
+# --- pytorchcv's ImageNet ZFNet (the online option), converted and checked offline against pytorchcv's code ---
+
+def test_lrn_before_pool_swaps_only_the_order_in_layers_1_and_2():
+    a, b = zfnet(), zfnet(lrn_before_pool=True)
+    names = [n for n, _ in b.named_children()]
+    assert names[:9] == ["conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2", "conv3"]
+    assert sorted(names) == sorted(n for n, _ in a.named_children())
+    assert b.config["lrn_before_pool"] is True and "lrn_before_pool" not in a.config
+    assert build_model(**b.config).config == b.config
+    with pytest.raises(TypeError, match="lrn_before_pool"):
+        zfnet(lrn_before_pool="yes")
+
+
+@pytest.mark.parametrize("name", ["zfnet", "zfnetb"])
+def test_pytorchcv_zfnet_converts_to_the_same_function(name):
+    from pytorchcv.model_provider import get_model
+
+    from zfviz.models import zfnet_from_pytorchcv
+    torch.manual_seed(0)
+    theirs = get_model(name, pretrained=False).eval()       # pytorchcv's own code, random weights, offline
+    ours = zfnet_from_pytorchcv(theirs.state_dict())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected, got = theirs(x), ours(x)
+    assert got.shape == (2, 1000)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max())
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+
+
+def test_the_deconvnet_walks_the_converted_network():
+    from pytorchcv.model_provider import get_model
+
+    from zfviz import deconv
+    from zfviz.models import zfnet_from_pytorchcv
+    torch.manual_seed(0)
+    ours = zfnet_from_pytorchcv(get_model("zfnet", pretrained=False).state_dict())
+    x = torch.randn(1, 3, 224, 224)
+    proj = deconv.project(ours, x, layer=2, channel=3, position=(5, 5))
+    y0, x0, y1, x1 = deconv.receptive_field_box(ours, 2, (5, 5), 224)
+    assert proj.shape == x.shape and proj.abs().sum() > 0
+    outside = proj.clone()
+    outside[..., y0:y1, x0:x1] = 0
+    assert outside.abs().max() == 0                          # nothing outside the unit's receptive field
+
+
+def test_pytorchcv_state_dict_errors_name_what_is_wrong():
+    from zfviz.models import zfnet_from_pytorchcv
+    with pytest.raises(TypeError, match="mapping"):
+        zfnet_from_pytorchcv([1, 2])
+    with pytest.raises(ValueError, match="missing"):
+        zfnet_from_pytorchcv({"features.stage1.unit1.conv.weight": torch.zeros(96, 3, 7, 7)})
+    from pytorchcv.model_provider import get_model
+    state = get_model("zfnet", pretrained=False).state_dict()
+    state["features.stage1.unit1.conv.weight"] = torch.zeros(96, 3, 5, 5)   # 5x5 where ZFNet has 7x7
+    with pytest.raises(ValueError, match="conv1.weight"):
+        zfnet_from_pytorchcv(state)
+
+
+def _fake_release(tmp_path, payload: dict):
+    """A zip laid out like pytorchcv's release, served from a file:// URL (no network)."""
+    import hashlib
+    import zipfile
+
+    from zfviz.models import PYTORCHCV_ZFNET
+    pth = tmp_path / "src" / PYTORCHCV_ZFNET["file"]
+    pth.parent.mkdir()
+    torch.save(payload, pth)
+    with zipfile.ZipFile(tmp_path / "release.zip", "w") as zf:
+        zf.write(pth, PYTORCHCV_ZFNET["file"])
+    return (tmp_path / "release.zip").as_uri(), hashlib.sha1(pth.read_bytes()).hexdigest()
+
+
+def test_pretrained_zfnet_is_opt_in_and_checks_what_it_downloads(tmp_path, monkeypatch):
+    from zfviz import models
+    from zfviz.data import DataIntegrityError
+    root = tmp_path / "cache"
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        models.pretrained_zfnet(root=root)                    # the default never touches the network
+    assert not root.exists()
+    payload = {"output.fc3.bias": torch.arange(3.0)}          # a tiny stand-in for the 250 MB file
+    url, sha1 = _fake_release(tmp_path, payload)
+    converted = {}
+    monkeypatch.setattr(models, "zfnet_from_pytorchcv", lambda sd: converted.update(sd) or zfnet(10, 0.125))
+    monkeypatch.setitem(models.PYTORCHCV_ZFNET, "url", url)
+    with pytest.raises(DataIntegrityError, match="sha1"):    # downloaded, but not pytorchcv's file
+        models.pretrained_zfnet(download=True, root=root)
+    assert (root / models.PYTORCHCV_ZFNET["file"]).is_file()  # kept, not replaced silently
+    monkeypatch.setitem(models.PYTORCHCV_ZFNET, "sha1", sha1)
+    model, preprocess = models.pretrained_zfnet(root=root)   # now found in the cache, no download
+    assert torch.equal(converted["output.fc3.bias"], payload["output.fc3.bias"])
+    assert len(model.classes) == 1000 and model.classes[0] == "tench"
+    x = torch.rand(1, 3, 224, 224)
+    assert torch.allclose(preprocess.inverse(preprocess(x)), x, atol=1e-6)
+    assert torch.allclose(preprocess(torch.full((1, 3, 224, 224), 0.485))[0, 0], torch.zeros(224, 224), atol=1e-6)
+    with pytest.raises(TypeError, match="download"):
+        models.pretrained_zfnet(download="yes", root=root)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 __all__ = ["zfnet", "alexnet_single", "build_model", "init_paper_", "init_kaiming_",
-           "layer_table", "LayerInfo", "ARCHITECTURES", "load_teaching_zfnet", "flops", "efficientnet_lite0"]
+           "layer_table", "LayerInfo", "ARCHITECTURES", "load_teaching_zfnet", "flops", "efficientnet_lite0",
+           "zfnet_from_pytorchcv", "pretrained_zfnet", "PYTORCHCV_ZFNET"]
 
 # (name, out_channels, kernel, stride, padding, pool after?, norm after?) for the five conv layers.
 # ZF Fig. 3: 7x7/2 first layer, 5x5/2 second (their fix for AlexNet's aliasing, Sec. 4.1).
@@ -94,9 +96,11 @@ def _check_variant(drop, fc_units, conv_channels) -> tuple[tuple[int, ...], int,
 
 
 def _build(convs, arch: str, num_classes: int, width: float, input_size: int, drop=(),
-           fc_units: int = 4096, conv_channels=_PAPER_CHANNELS) -> nn.Sequential:
+           fc_units: int = 4096, conv_channels=_PAPER_CHANNELS, lrn_before_pool: bool = False) -> nn.Sequential:
     _check_args(num_classes, width, input_size)
     drop, fc_units, conv_channels = _check_variant(drop, fc_units, conv_channels)
+    if not isinstance(lrn_before_pool, bool):
+        raise TypeError(f"lrn_before_pool must be True or False, got {lrn_before_pool!r}")
     # Layers keep their paper numbers when others are removed (conv5 stays "conv5"), so "layer 5"
     # means the same thing in every variant.
     convs = [(i, (c,) + spec[1:]) for i, (c, spec) in enumerate(zip(conv_channels, convs), start=1)
@@ -112,11 +116,15 @@ def _build(convs, arch: str, num_classes: int, width: float, input_size: int, dr
         out = _scaled(out, width)
         layers[f"conv{i}"] = nn.Conv2d(in_ch, out, k, stride=s, padding=p)
         layers[f"relu{i}"] = nn.ReLU()  # never inplace=True: hooks and the deconvnet need the input
+        # "Contrast normalisation across feature maps": ZF give no constants, so we use AlexNet's
+        # (size 5, alpha 1e-4, beta 0.75, k 2). Note PyTorch, like Caffe, divides alpha by size.
+        # ZF's Fig. 3 pools first, then normalises; AlexNet's order (normalise, then pool) is what
+        # pytorchcv's ImageNet-trained ZFNet uses (see pretrained_zfnet).
+        if norm and lrn_before_pool:
+            layers[f"norm{i}"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
         if pool:
             layers[f"pool{i}"] = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        if norm:
-            # "Contrast normalisation across feature maps": ZF give no constants, so we use AlexNet's
-            # (size 5, alpha 1e-4, beta 0.75, k 2). Note PyTorch, like Caffe, divides alpha by size.
+        if norm and not lrn_before_pool:
             layers[f"norm{i}"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
         in_ch = out
     hidden = _scaled(fc_units, width)
@@ -140,12 +148,14 @@ def _build(convs, arch: str, num_classes: int, width: float, input_size: int, dr
         model.config["fc_units"] = fc_units
     if conv_channels != _PAPER_CHANNELS:
         model.config["conv_channels"] = list(conv_channels)
+    if lrn_before_pool:
+        model.config["lrn_before_pool"] = True
     init_paper_(model)
     return model
 
 
 def zfnet(num_classes: int = 1000, width: float = 1.0, input_size: int = 224, *, drop=(),
-          fc_units: int = 4096, conv_channels=_PAPER_CHANNELS) -> nn.Sequential:
+          fc_units: int = 4096, conv_channels=_PAPER_CHANNELS, lrn_before_pool: bool = False) -> nn.Sequential:
     """ZFNet (Zeiler & Fergus 2014, Fig. 3) as one ``nn.Sequential``.
 
     Explained in the chapter "The network" (book/network.ipynb).
@@ -159,16 +169,20 @@ def zfnet(num_classes: int = 1000, width: float = 1.0, input_size: int = 224, *,
             removes layers by number -- ``(3, 4)``, ``(7,)``, ``(6, 7)`` or ``(3, 4, 6, 7)`` -- and the
             others keep their names; ``fc_units`` sets layers 6-7 (4096 in the paper) and
             ``conv_channels`` the five conv widths (96, 256, 384, 384, 256); both before ``width``.
+        lrn_before_pool: normalise, then pool, in layers 1-2 (AlexNet's order, and pytorchcv's ImageNet
+            ZFNet's: see :func:`pretrained_zfnet`); the paper's Fig. 3 pools first (the default).
 
     Input ``(N, 3, input_size, input_size)``, per-pixel mean subtracted; output logits ``(N, num_classes)``.
     At the defaults the net has 62,357,608 parameters and conv outputs of 110, 26, 13, 13, 13.
     Weights start as the paper's: N(0, 0.01^2), biases 0 (see ``init_paper_``).
     """
-    return _build(_ZF_CONVS, "zfnet", num_classes, width, input_size, drop, fc_units, conv_channels)
+    return _build(_ZF_CONVS, "zfnet", num_classes, width, input_size, drop, fc_units, conv_channels,
+                  lrn_before_pool)
 
 
 def alexnet_single(num_classes: int = 1000, width: float = 1.0, input_size: int = 224, *, drop=(),
-                   fc_units: int = 4096, conv_channels=_PAPER_CHANNELS) -> nn.Sequential:
+                   fc_units: int = 4096, conv_channels=_PAPER_CHANNELS,
+                   lrn_before_pool: bool = False) -> nn.Sequential:
     """Krizhevsky et al.'s net as ZF re-trained it: one dense tower, conv1 11x11 stride 4, conv2 5x5 stride 1.
 
     Explained in the chapters "The network" and "Architecture selection" (§4.1).
@@ -176,7 +190,7 @@ def alexnet_single(num_classes: int = 1000, width: float = 1.0, input_size: int 
     net); 62,378,344 parameters at the defaults.
     """
     return _build(_ALEX_CONVS, "alexnet_single", num_classes, width, input_size, drop, fc_units,
-                  conv_channels)
+                  conv_channels, lrn_before_pool)
 
 
 ARCHITECTURES = {"zfnet": zfnet, "alexnet_single": alexnet_single}
@@ -186,14 +200,15 @@ def build_model(arch: str, num_classes: int = 1000, width: float = 1.0, input_si
                 **variant) -> nn.Sequential:
     """Build a network by name (``"zfnet"`` or ``"alexnet_single"``); used by checkpoints.
 
-    Explained in the chapter "The network". ``variant`` passes the size-ablation options
-    (``drop``, ``fc_units``, ``conv_channels``; chapter "Experiments") on to :func:`zfnet`.
+    Explained in the chapter "The network". ``variant`` passes the size-ablation options (``drop``,
+    ``fc_units``, ``conv_channels``; chapter "Experiments") and ``lrn_before_pool`` on to :func:`zfnet`.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
-    unknown = set(variant) - {"drop", "fc_units", "conv_channels"}
+    unknown = set(variant) - {"drop", "fc_units", "conv_channels", "lrn_before_pool"}
     if unknown:
-        raise ValueError(f"unknown model options {sorted(unknown)}; allowed: drop, fc_units, conv_channels")
+        raise ValueError(f"unknown model options {sorted(unknown)}; allowed: drop, fc_units, conv_channels, "
+                         f"lrn_before_pool")
     return ARCHITECTURES[arch](num_classes=num_classes, width=width, input_size=input_size, **variant)
 
 
@@ -351,3 +366,116 @@ def efficientnet_lite0(weights_path: str | None = None):
     from torchvision.models import ResNet18_Weights
     model.classes = list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
     return model.eval(), _LitePreprocess().eval()
+
+
+# ---------------------------------------------------------------------------------------------------
+# An online option, never a default: ZFNet trained on ImageNet-1K by the pytorchcv project (github.com/
+# osmr/imgclsmob, release v0.0.395; their model_metainfos.csv gives 17.27% top-5 error on the validation
+# set at 224 px, centre crop of 256). The file name and sha1 are theirs.
+# ---------------------------------------------------------------------------------------------------
+PYTORCHCV_ZFNET = {
+    "file": "zfnet-1727-d010ddca.pth",
+    "url": "https://github.com/osmr/imgclsmob/releases/download/v0.0.395/zfnet-1727-d010ddca.pth.zip",
+    "sha1": "d010ddca1eb32a50a8cceb475c792f53e769b631",
+}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)   # pytorchcv's input statistics
+
+# Our layer names -> pytorchcv's module names (pytorchcv.models.alexnet.AlexNet, which zfnet builds).
+_PYTORCHCV_NAMES = {"conv1": "features.stage1.unit1.conv", "conv2": "features.stage2.unit1.conv",
+                    "conv3": "features.stage3.unit1.conv", "conv4": "features.stage3.unit2.conv",
+                    "conv5": "features.stage3.unit3.conv", "fc6": "output.fc1.fc", "fc7": "output.fc2.fc",
+                    "fc8": "output.fc3"}
+
+
+def zfnet_from_pytorchcv(state_dict) -> nn.Sequential:
+    """Our ``zfnet`` holding the weights of a pytorchcv ZFNet (``pytorchcv.model_provider.get_model("zfnet")``).
+
+    Explained in the chapter "What each layer sees" (book/visualisation). ``state_dict``: the pytorchcv
+    model's ``state_dict()`` (keys like ``features.stage1.unit1.conv.weight``, ``output.fc3.bias``); "zfnetb",
+    whose layers 3-5 have 512-1024-512 maps, converts too (the widths are read from the tensors). Returns the
+    network in eval mode, built with ``lrn_before_pool=True``: pytorchcv normalises before pooling, as AlexNet
+    did, where the paper's Fig. 3 pools first. Same outputs as the pytorchcv model, so every ``zfviz`` probe
+    (deconvnet, occlusion, features) applies to it. Missing or unexpected keys and shapes that do not fit
+    raise ``ValueError``.
+    """
+    if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+        raise TypeError(f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
+    ours_of = {f"{theirs}.{p}": f"{ours}.{p}" for ours, theirs in _PYTORCHCV_NAMES.items()
+               for p in ("weight", "bias")}
+    missing, unexpected = sorted(set(ours_of) - set(state_dict)), sorted(set(state_dict) - set(ours_of))
+    if missing or unexpected:
+        raise ValueError(f"not a pytorchcv ZFNet state_dict: missing {missing[:4]}, unexpected {unexpected[:4]}")
+    shape = {ours: tuple(state_dict[theirs].shape) for theirs, ours in ours_of.items()}
+    model = zfnet(num_classes=shape["fc8.weight"][0], fc_units=shape["fc6.weight"][0],
+                  conv_channels=tuple(shape[f"conv{i}.weight"][0] for i in range(1, 6)), lrn_before_pool=True)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    wrong = {k: (shape[k], expected[k]) for k in expected if shape[k] != expected[k]}
+    if wrong:
+        raise ValueError(f"pytorchcv tensors do not fit ZFNet at 224 px (theirs, ours): {wrong}")
+    model.load_state_dict({ours: state_dict[theirs] for theirs, ours in ours_of.items()})
+    return model.eval()
+
+
+def _sha1_file(path) -> str:
+    import hashlib
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download_pytorchcv(target, url: str) -> None:
+    """Fetch pytorchcv's zip and unpack the .pth next to ``target``, written atomically (temporary, rename)."""
+    import shutil
+    import tempfile
+    import urllib.request
+    import zipfile
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        archive = f"{tmp}/weights.zip"
+        with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
+            shutil.copyfileobj(response, out)
+        with zipfile.ZipFile(archive) as zf:
+            if target.name not in zf.namelist():
+                raise ValueError(f"{url} does not hold {target.name} (it holds {zf.namelist()})")
+            zf.extract(target.name, tmp)
+        (Path(tmp) / target.name).replace(target)
+
+
+def pretrained_zfnet(download: bool = False, root=None):
+    """ZFNet trained on ImageNet (by pytorchcv), for the real thing beside the teaching network: ``(model, preprocess)``.
+
+    Explained in the chapter "What each layer sees" (book/visualisation). An online option, never a default:
+    the 250 MB weights file is fetched from pytorchcv's GitHub release only with ``download=True`` (Colab,
+    Binder, your own machine; not this book's offline build), into ``root`` (default ``~/.cache/zfviz``),
+    and read from there afterwards. The file is checked against pytorchcv's sha1 (``zfviz.data.
+    DataIntegrityError`` if it differs; it is never replaced silently) and read with
+    ``torch.load(weights_only=True)``. The model (eval mode; :func:`zfnet_from_pytorchcv`) takes (N, 3, 224,
+    224) and gives logits over the 1000 ImageNet classes, named in ``model.classes``; ``preprocess`` maps
+    images in [0, 1] to its input (ImageNet channel mean and std) and ``preprocess.inverse`` back. Resize the
+    short side to 256 and crop the centre 224, as pytorchcv evaluated it.
+    """
+    from .data import DataIntegrityError, Preprocess
+    if not isinstance(download, bool):
+        raise TypeError(f"download must be True or False, got {download!r}")
+    root = Path(root if root is not None else Path.home() / ".cache" / "zfviz").expanduser()
+    path = root / PYTORCHCV_ZFNET["file"]
+    if not path.is_file():
+        if not download:
+            raise FileNotFoundError(f"the ImageNet ZFNet weights are not in {root}; pretrained_zfnet(download=True) "
+                                    f"fetches them (250 MB, needs the internet) from {PYTORCHCV_ZFNET['url']}")
+        _download_pytorchcv(path, PYTORCHCV_ZFNET["url"])
+    actual = _sha1_file(path)
+    if actual != PYTORCHCV_ZFNET["sha1"]:
+        raise DataIntegrityError(f"{path} is not pytorchcv's ZFNet: sha1 {actual[:12]}... but "
+                                 f"{PYTORCHCV_ZFNET['sha1'][:12]}... was expected; delete it and download again")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DataIntegrityError(f"{path} cannot be read safely ({type(e).__name__}: {e})") from e
+    model = zfnet_from_pytorchcv(state)
+    from torchvision.models import ResNet18_Weights
+    model.classes = list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1).expand(3, 224, 224)
+    return model, Preprocess(mean, torch.tensor(IMAGENET_STD)).eval()
