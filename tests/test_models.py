@@ -343,6 +343,9 @@ def test_pytorchcv_state_dict_errors_name_what_is_wrong():
         zfnet_from_pytorchcv({"features.stage1.unit1.conv.weight": torch.zeros(96, 3, 7, 7)})
     from pytorchcv.model_provider import get_model
     state = get_model("zfnet", pretrained=False).state_dict()
+    with pytest.raises(ValueError, match="unexpected"):
+        zfnet_from_pytorchcv({**state, "extra.weight": torch.zeros(1)})
+    assert zfnet_from_pytorchcv({**state, "extra.weight": torch.zeros(1)}, strict=False).fc8.out_features == 1000
     state["features.stage1.unit1.conv.weight"] = torch.zeros(96, 3, 5, 5)   # 5x5 where ZFNet has 7x7
     with pytest.raises(ValueError, match="conv1.weight"):
         zfnet_from_pytorchcv(state)
@@ -372,7 +375,7 @@ def test_pretrained_zfnet_is_opt_in_and_checks_what_it_downloads(tmp_path, monke
     payload = {"output.fc3.bias": torch.arange(3.0)}          # a tiny stand-in for the 250 MB file
     url, sha1 = _fake_release(tmp_path, payload)
     converted = {}
-    monkeypatch.setattr(models, "zfnet_from_pytorchcv", lambda sd: converted.update(sd) or zfnet(10, 0.125))
+    monkeypatch.setattr(models, "zfnet_from_pytorchcv", lambda sd, strict: converted.update(sd) or zfnet(10, 0.125))
     monkeypatch.setitem(models.PYTORCHCV_ZFNET, "url", url)
     with pytest.raises(DataIntegrityError, match="sha1"):    # downloaded, but not pytorchcv's file
         models.pretrained_zfnet(download=True, root=root)

@@ -387,7 +387,7 @@ _PYTORCHCV_NAMES = {"conv1": "features.stage1.unit1.conv", "conv2": "features.st
                     "fc8": "output.fc3"}
 
 
-def zfnet_from_pytorchcv(state_dict) -> nn.Sequential:
+def zfnet_from_pytorchcv(state_dict, strict: bool = True) -> nn.Sequential:
     """Our ``zfnet`` holding the weights of a pytorchcv ZFNet (``pytorchcv.model_provider.get_model("zfnet")``).
 
     Explained in the chapter "What each layer sees" (book/visualisation). ``state_dict``: the pytorchcv
@@ -395,15 +395,16 @@ def zfnet_from_pytorchcv(state_dict) -> nn.Sequential:
     whose layers 3-5 have 512-1024-512 maps, converts too (the widths are read from the tensors). Returns the
     network in eval mode, built with ``lrn_before_pool=True``: pytorchcv normalises before pooling, as AlexNet
     did, where the paper's Fig. 3 pools first. Same outputs as the pytorchcv model, so every ``zfviz`` probe
-    (deconvnet, occlusion, features) applies to it. Missing or unexpected keys and shapes that do not fit
-    raise ``ValueError``.
+    (deconvnet, occlusion, features) applies to it. Missing keys and shapes that do not fit raise
+    ``ValueError``, and so do keys ZFNet does not have, unless ``strict=False`` (pytorchcv's own loader ignores
+    such extras, so :func:`pretrained_zfnet` does too).
     """
     if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
         raise TypeError(f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
     ours_of = {f"{theirs}.{p}": f"{ours}.{p}" for ours, theirs in _PYTORCHCV_NAMES.items()
                for p in ("weight", "bias")}
     missing, unexpected = sorted(set(ours_of) - set(state_dict)), sorted(set(state_dict) - set(ours_of))
-    if missing or unexpected:
+    if missing or (unexpected and strict):
         raise ValueError(f"not a pytorchcv ZFNet state_dict: missing {missing[:4]}, unexpected {unexpected[:4]}")
     shape = {ours: tuple(state_dict[theirs].shape) for theirs, ours in ours_of.items()}
     model = zfnet(num_classes=shape["fc8.weight"][0], fc_units=shape["fc6.weight"][0],
@@ -474,7 +475,7 @@ def pretrained_zfnet(download: bool = False, root=None):
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise DataIntegrityError(f"{path} cannot be read safely ({type(e).__name__}: {e})") from e
-    model = zfnet_from_pytorchcv(state)
+    model = zfnet_from_pytorchcv(state, strict=False)
     from torchvision.models import ResNet18_Weights
     model.classes = list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1).expand(3, 224, 224)
