@@ -222,12 +222,14 @@ def write_manifest() -> None:
 
 
 def ship_json(rel: str, record: dict) -> Path:
-    """Write a result record to data/<rel> (JSON) and rewrite the manifest; used by the experiment scripts."""
+    """Write a result record to data/<rel> (JSON) and rewrite the manifest; used by the experiment scripts.
+    An absolute ``rel`` outside data/ is written there, and the manifest is left as it was."""
     target = DATA / rel
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps(record, indent=1) + "\n")
-    write_manifest()
-    print(f"shipped data/{rel} ({target.stat().st_size:,} bytes)")
+    if target.resolve().is_relative_to(DATA.resolve()):
+        write_manifest()
+    print(f"wrote {target} ({target.stat().st_size:,} bytes)")
     return target
 
 
@@ -240,7 +242,7 @@ def ship_torch(rel: str, shipped: dict, record: dict) -> Path:
     torch.save(shipped, target)
     record["sha256"] = sha256_file(target)
     ship_json(Path(rel).with_suffix(".json").as_posix(), record)
-    print(f"shipped data/{rel} ({target.stat().st_size:,} bytes)")
+    print(f"wrote {target} ({target.stat().st_size:,} bytes)")
     return target
 
 

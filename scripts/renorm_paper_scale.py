@@ -15,6 +15,11 @@ Ships data/weights/renorm_paper_scale.pt: the mean image, and per arm the layer-
 the final layer-1 biases, and the history (per epoch: training loss and accuracy over the epoch's batches,
 validation accuracy, every layer-1 filter's RMS). data/weights/renorm_paper_scale.json records the command,
 seed, times and sha256; data/MANIFEST.tsv is rewritten. About 17 s per epoch per arm on 2 CPU cores.
+
+On a GPU, at the paper's image size and batch, written outside data/ (benchmarks/gpu_session.sh does this when
+asked with FIG6A_EPOCHS):
+
+    python scripts/renorm_paper_scale.py --device cuda --image-size 224 --batch-size 128 --out /tmp/f6a.pt
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from zfviz import data, models  # noqa: E402
-from zfviz.train import train_step  # noqa: E402
+from zfviz.train import pick_device, train_step  # noqa: E402
 
 ARMS = {"renormalised": 0.1, "not renormalised": 0.0}
 SNAPSHOTS = (1, 5, 10, 20, 40, 60)          # epochs whose layer-1 weights ship (those <= --epochs)
@@ -50,6 +55,7 @@ def accuracy(net, x, y) -> float:
 def run_arm(radius: float, args, x_train, y_train, x_val, y_val) -> dict:
     torch.manual_seed(args.seed)
     net = models.zfnet(num_classes=10, width=1.0, input_size=args.image_size)   # N(0, 0.01^2), biases 0
+    net.to(x_train.device)
     opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
     order = torch.Generator().manual_seed(args.seed)
     history, weights = [], {}
@@ -67,12 +73,12 @@ def run_arm(radius: float, args, x_train, y_train, x_val, y_val) -> dict:
                         "val_accuracy": round(accuracy(net, x_val, y_val), 4),
                         "conv1_rms": [round(v, 5) for v in rms.tolist()]})
         if epoch in SNAPSHOTS or epoch == args.epochs:
-            weights[epoch] = w.clone()
+            weights[epoch] = w.cpu().clone()
         h = history[-1]
         print(f"  epoch {epoch:3d}: loss {h['train_loss']:.3f}, train {h['train_accuracy']:.1%}, "
               f"val {h['val_accuracy']:.1%}, layer-1 RMS largest {rms.max():.3f}, median {rms.median():.3f}",
               flush=True)
-    return {"max_filter_rms": radius, "conv1.weight": weights, "conv1.bias": net.conv1.bias.detach().clone(),
+    return {"max_filter_rms": radius, "conv1.weight": weights, "conv1.bias": net.conv1.bias.detach().cpu().clone(),
             "history": history}
 
 
@@ -85,12 +91,17 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu (the shipped run), cuda, mps or auto")
+    p.add_argument("--out", default=str(ROOT / "data" / "weights" / "renorm_paper_scale.pt"),
+                   help="the .pt to write (its record goes beside it as .json); default: shipped in data/")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
     train_images, y_train = data.ClipArt("train", image_size=args.image_size, renders=args.renders).tensors()
     val_images, y_val = data.ClipArt("val", image_size=args.image_size).tensors()
     pre = paper_preprocess(train_images)
-    x_train, x_val = pre(train_images), pre(val_images)
+    x_train, x_val = pre(train_images).to(device), pre(val_images).to(device)
+    y_train, y_val = y_train.to(device), y_val.to(device)
     settings = {"epochs": args.epochs, "seed": args.seed, "image_size": args.image_size, "width": 1.0,
                 "renders": args.renders, "batch_size": args.batch_size, "lr": args.lr, "momentum": 0.9,
                 "init": "paper (N(0, 0.01^2), biases 0)", "input": "0-255 pixels minus the mean image",
@@ -100,7 +111,7 @@ def main(argv=None) -> None:
                **settings, "mean": pre.mean.clone(), "arms": {}}
     record = {"what": shipped["what"], "command": "python scripts/renorm_paper_scale.py " + " ".join(
         sys.argv[1:] if argv is None else argv), **settings, "torch": torch.__version__,
-              "threads": args.threads, "device": "cpu", "arms": {}}
+              "threads": args.threads, "device": str(device), "arms": {}}
     print(f"input: mean {x_train.mean():.2f}, std {x_train.std():.1f}, range [{x_train.min():.0f}, "
           f"{x_train.max():.0f}]", flush=True)
     for name, radius in ARMS.items():
@@ -111,7 +122,8 @@ def main(argv=None) -> None:
         record["arms"][name] = {"max_filter_rms": radius, "wall_time_s": round(time.time() - t0, 1),
                                 "final_val_accuracy": arm["history"][-1]["val_accuracy"]}
     import build_data
-    build_data.ship_torch("weights/renorm_paper_scale.pt", shipped, record)
+    # An absolute path: inside data/ it is shipped (and listed in the manifest), elsewhere just written.
+    build_data.ship_torch(str(Path(args.out).resolve()), shipped, record)
 
 
 if __name__ == "__main__":
