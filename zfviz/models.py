@@ -417,15 +417,6 @@ def zfnet_from_pytorchcv(state_dict, strict: bool = True) -> nn.Sequential:
     return model.eval()
 
 
-def _sha1_file(path) -> str:
-    import hashlib
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _download_pytorchcv(target, url: str) -> None:
     """Fetch pytorchcv's zip and unpack the .pth next to ``target``, written atomically (temporary, rename)."""
     import shutil
@@ -457,7 +448,7 @@ def pretrained_zfnet(download: bool = False, root=None):
     images in [0, 1] to its input (ImageNet channel mean and std) and ``preprocess.inverse`` back. Resize the
     short side to 256 and crop the centre 224, as pytorchcv evaluated it.
     """
-    from .data import DataIntegrityError, Preprocess
+    from .data import DataIntegrityError, Preprocess, sha256_file
     if not isinstance(download, bool):
         raise TypeError(f"download must be True or False, got {download!r}")
     root = Path(root if root is not None else Path.home() / ".cache" / "zfviz").expanduser()
@@ -467,7 +458,7 @@ def pretrained_zfnet(download: bool = False, root=None):
             raise FileNotFoundError(f"the ImageNet ZFNet weights are not in {root}; pretrained_zfnet(download=True) "
                                     f"fetches them (250 MB, needs the internet) from {PYTORCHCV_ZFNET['url']}")
         _download_pytorchcv(path, PYTORCHCV_ZFNET["url"])
-    actual = _sha1_file(path)
+    actual = sha256_file(path, algorithm="sha1")
     if actual != PYTORCHCV_ZFNET["sha1"]:
         raise DataIntegrityError(f"{path} is not pytorchcv's ZFNet: sha1 {actual[:12]}... but "
                                  f"{PYTORCHCV_ZFNET['sha1'][:12]}... was expected; delete it and download again")
