@@ -70,33 +70,27 @@ def test_first_code_cell_installs_zfviz_on_colab(chapter):
     assert f'sys.path.insert(0, "{folder}")' in first
 
 
-def test_every_module_the_chapters_import_is_installed_by_the_colab_extra():
+def _undeclared(source: str) -> set[str]:
+    """Third-party modules ``source`` imports that neither zfviz's dependencies nor its colab extra install."""
     declared = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
     declared |= {_requirement_name(r) for r in PYPROJECT["project"]["optional-dependencies"]["colab"]}
-    declared.add("zfviz")
     dists = md.packages_distributions()      # top-level module -> the installed distributions providing it
-    missing = {}
-    for chapter in CHAPTERS:
-        for source in _code_cells(chapter):
-            for module in _imported_top_modules(source):
-                if module in sys.stdlib_module_names or module == "google" or module == "zfviz":
-                    continue   # `google.colab` exists only on Colab, where the guard looks for it
-                providers = {d.lower().replace("_", "-") for d in dists.get(module, [])}
-                if not providers & declared:
-                    missing.setdefault(module, set()).add(chapter.stem)
+    # `google.colab` exists only on Colab, where the install guard looks for it.
+    return {m for m in _imported_top_modules(source)
+            if m not in sys.stdlib_module_names and m not in ("zfviz", "google")
+            and not {d.lower().replace("_", "-") for d in dists.get(m, [])} & declared}
+
+
+def test_every_module_the_chapters_import_is_installed_by_the_colab_extra():
+    missing = {chapter.stem: found for chapter in CHAPTERS
+               if (found := set().union(*map(_undeclared, _code_cells(chapter))))}
     assert not missing, f"imported by chapters but not installed by zfviz[colab]: {missing}"
 
 
 def test_the_zfviz_package_imports_only_declared_dependencies():
-    declared = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
-    optional = {_requirement_name(r) for r in PYPROJECT["project"]["optional-dependencies"]["colab"]}
-    dists = md.packages_distributions()
-    for path in sorted((ROOT / "zfviz").glob("*.py")):
-        for module in _imported_top_modules(path.read_text()):
-            if module in sys.stdlib_module_names or module == "zfviz":
-                continue
-            providers = {d.lower().replace("_", "-") for d in dists.get(module, [])}
-            assert providers & (declared | optional), f"zfviz/{path.name} imports {module}, declared nowhere"
+    missing = {path.name: found for path in sorted((ROOT / "zfviz").glob("*.py"))
+               if (found := _undeclared(path.read_text()))}
+    assert not missing, f"imported by zfviz but declared nowhere: {missing}"
 
 
 def test_binder_environment_matches_the_lock_file_and_the_extras():
