@@ -13,9 +13,14 @@ page works offline, without a kernel and without any library. In a notebook the 
 from __future__ import annotations
 
 import base64
+import binascii
+import html
 import io
 import json
+import math
+import numbers
 import re
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -25,22 +30,139 @@ from torch import nn
 from . import occlusion
 from .widgets import deconv_view
 
-__all__ = ["StaticExplorer", "static_deconv_explorer", "static_occlusion_explorer", "picture_uri"]
+__all__ = ["StaticExplorer", "static_deconv_explorer", "static_occlusion_explorer", "picture_uri", "decode_uri"]
 
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,40}")            # used with fullmatch: no trailing newline slips through
+_URI = re.compile(r"data:image/(png|jpeg);base64,([A-Za-z0-9+/]*={0,2})")
+# Pictures must lie in [0, 1]; a little overshoot (resampling) is clipped, more means the wrong tensor was passed
+# (the network's preprocessed input, or 0..255 pixels).
+_SLACK = 0.05
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation: fail early, name the argument, say what is allowed
+# ----------------------------------------------------------------------------------------------
+
+def _show(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _as_int(value):
+    """An int from a Python/NumPy integer or a one-element integer tensor; None for anything else, bools included."""
+    if torch.is_tensor(value):
+        if value.numel() == 1 and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+            return int(value)
+        return None
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    return None
+
+
+def _check_int(name: str, value, lo: int, hi: int | None = None, why: str = "") -> int:
+    v = _as_int(value)
+    allowed = f"an int in {lo}..{hi}" if hi is not None else f"an int >= {lo}"
+    if v is None:
+        raise TypeError(f"{name} must be {allowed}{why}; got {_show(value)} ({type(value).__name__})")
+    if v < lo or (hi is not None and v > hi):
+        raise ValueError(f"{name} must be {allowed}{why}; got {v}")
+    return v
+
+
+def _check_ints(name: str, values, lo: int, hi: int | None = None, why: str = "") -> list[int]:
+    """A list of ints from a list, tuple, range, 1-D tensor or array of integers (NumPy and tensor ints too)."""
+    if isinstance(values, (torch.Tensor, np.ndarray)):
+        if values.ndim != 1:
+            raise ValueError(f"{name} must be a list of ints{why} (a 1-D tensor will do); got shape "
+                             f"{tuple(values.shape)}")
+        values = values.tolist()
+    elif isinstance(values, (str, bytes, dict, set, frozenset)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a list of ints{why}; got {_show(values)} ({type(values).__name__})")
+    return [_check_int(f"{name}[{k}]", v, lo, hi, why) for k, v in enumerate(values)]
+
+
+def _check_distinct(name: str, values: list) -> None:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{name} must not repeat a value (each is one menu entry); {repeated} given more than once")
+
+
+def _check_real(name: str, value, why: str = "") -> float:
+    if torch.is_tensor(value) and value.numel() == 1 and value.dtype != torch.bool and not value.is_complex():
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite real number{why}; got {_show(value)} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number{why}; got {value}")
+    return value
+
+
+def _check_quality(quality) -> int:
+    return _check_int("quality", quality, 1, 100, " (JPEG quality: 1 worst, 100 best; 90 is the default)")
+
+
+def _check_pixels(name: str, pictures: torch.Tensor) -> None:
+    """``pictures`` (any shape) holds finite floats in [0, 1], up to ``_SLACK``."""
+    if not pictures.is_floating_point():
+        raise TypeError(f"{name} must be a float tensor with values in [0, 1]; got dtype {pictures.dtype}"
+                        + (" (for 0..255 pixels, divide by 255)" if pictures.dtype == torch.uint8 else ""))
+    if pictures.numel() == 0:
+        return
+    finite = torch.isfinite(pictures)
+    if not bool(finite.all()):
+        bad = pictures.detach()[~finite]
+        raise ValueError(f"{name} must hold finite values in [0, 1]; it has {bad.numel()} non-finite ones "
+                         f"(first: {float(bad[0])})")
+    lo, hi = float(pictures.min()), float(pictures.max())
+    if lo < -_SLACK or hi > 1 + _SLACK:
+        raise ValueError(f"{name} must hold pixel values in [0, 1] (the picture, not the network's preprocessed "
+                         f"input); got values in [{lo:.4g}, {hi:.4g}]")
+
+
+def _check_preprocess(preprocess) -> None:
+    if preprocess is not None and not callable(preprocess):
+        raise TypeError(f"preprocess must be callable (e.g. zfviz.data.Preprocess) or None; "
+                        f"got {_show(preprocess)} ({type(preprocess).__name__})")
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {_show(model)} ({type(model).__name__})")
+
+
+def _check_classes(classes) -> list[str] | None:
+    """``classes`` as a list of str (one name per class), or None. The names may hold anything: they are escaped."""
+    if classes is None:
+        return None
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+        raise TypeError(f"classes must be a list of class names (str), one per class, or None; "
+                        f"got {_show(classes)} ({type(classes).__name__})")
+    for k, c in enumerate(classes):
+        if not isinstance(c, str):
+            raise TypeError(f"classes[{k}] must be a str (a class name); got {_show(c)} ({type(c).__name__})")
+    return [str(c) for c in classes]
 
 
 def picture_uri(picture: torch.Tensor, fmt: str = "PNG", quality: int = 90) -> str:
     """A (3, H, W) picture in [0, 1] as a ``data:`` URI (PNG, lossless, or JPEG, ~5x smaller for noisy pictures).
 
     Explained in the chapter "The deconvnet, step by step" (the static explorer).
+    ``picture`` must be a float tensor of finite values in [0, 1] (overshoots up to 0.05 are clipped; anything
+    else raises ValueError), H, W >= 1; ``fmt`` 'PNG' or 'JPEG'; ``quality`` (JPEG only) an int in 1..100.
     """
-    if not torch.is_tensor(picture) or picture.dim() != 3 or picture.shape[0] != 3:
-        raise ValueError(f"picture must be a (3, H, W) tensor in [0, 1], got "
-                         f"{tuple(picture.shape) if torch.is_tensor(picture) else type(picture).__name__}")
+    if not torch.is_tensor(picture):
+        raise TypeError(f"picture must be a (3, H, W) tensor in [0, 1], got {_show(picture)} "
+                        f"({type(picture).__name__})")
+    if picture.dim() != 3 or picture.shape[0] != 3 or picture.shape[1] < 1 or picture.shape[2] < 1:
+        raise ValueError(f"picture must be a (3, H, W) tensor in [0, 1] with H, W >= 1, got {tuple(picture.shape)}")
+    _check_pixels("picture", picture)
+    if not isinstance(fmt, str):
+        raise TypeError(f"fmt must be 'PNG' or 'JPEG', got {_show(fmt)} ({type(fmt).__name__})")
     if fmt not in ("PNG", "JPEG"):
         raise ValueError(f"fmt must be 'PNG' or 'JPEG', got {fmt!r}")
-    pixels = (picture.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    quality = _check_quality(quality)
+    pixels = (picture.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     buffer = io.BytesIO()
     # JPEG without chroma subsampling: projections are fine-grained colour, which 4:2:0 would smear.
     options = {"quality": quality, "subsampling": 0} if fmt == "JPEG" else {}
@@ -51,9 +173,29 @@ def picture_uri(picture: torch.Tensor, fmt: str = "PNG", quality: int = 90) -> s
 def decode_uri(uri: str) -> torch.Tensor:
     """Back from :func:`picture_uri` to a (3, H, W) float tensor in [0, 1] (for tests).
 
-    Explained in the chapter "The deconvnet, step by step" (the static explorer)."""
-    data = base64.b64decode(uri.split(",", 1)[1])
-    pixels = np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+    Explained in the chapter "The deconvnet, step by step" (the static explorer).
+    ``uri`` must be ``data:image/png;base64,...`` or ``data:image/jpeg;base64,...`` holding a picture of that
+    format; anything else raises ValueError (TypeError for a non-str)."""
+    if not isinstance(uri, str):
+        raise TypeError(f"uri must be a str, a data: URI as picture_uri writes; got {_show(uri)} "
+                        f"({type(uri).__name__})")
+    found = _URI.fullmatch(uri)
+    if not found:
+        raise ValueError(f"uri must be 'data:image/png;base64,...' or 'data:image/jpeg;base64,...' (standard "
+                         f"base64, nothing after it), as picture_uri writes; got {_show(uri)}")
+    kind, payload = found.groups()
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except binascii.Error as error:
+        raise ValueError(f"uri's base64 is damaged ({error}); got {_show(uri)}") from None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            if img.format != kind.upper():
+                raise ValueError(f"uri says image/{kind} but holds a {img.format} picture; got {_show(uri)}")
+            pixels = np.array(img.convert("RGB"))
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:   # PIL's "cannot identify", truncated
+        raise ValueError(f"uri does not hold a readable {kind.upper()} picture ({error}); got {_show(uri)}") from None
     return torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
 
 
@@ -81,22 +223,46 @@ class StaticExplorer:
 
 
 def _check_name(name) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"name must be a short lower-case id like 'deconv-1' (letters, digits, '-'; it names the "
-                         f"HTML elements, so each explorer on a page needs its own), got {name!r}")
+    allowed = ("a short lower-case id like 'deconv-1' (a letter, then up to 40 letters, digits or '-'; it names the "
+               "HTML elements, so each explorer on a page needs its own)")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be {allowed}, got {_show(name)} ({type(name).__name__})")
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"name must be {allowed}, got {_show(name)}")
     return name
 
 
+# Characters that JSON leaves as they are but that mean something to an HTML parser inside <script> ("</script>",
+# "<!--") or ended a JavaScript string before ES2019 (U+2028, U+2029): written as \u escapes, which JSON.parse reads
+# back as the same characters (Django's json_script does the same).
+_SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
+                   0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def _script_json(value) -> str:
+    """``value`` as one line of strict JSON (no NaN or Infinity) that is safe inside a <script> element."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError as error:
+        raise ValueError(f"the explorer's data holds a non-finite number ({error}); JSON cannot carry NaN or "
+                         f"infinity, and the page's explorer would not start") from None
+    return text.translate(_SCRIPT_ESCAPES)
+
+
 def _component(name: str, kind: str, data: dict, body: str, script: str) -> str:
-    """The HTML of one explorer: its markup, its data as JSON, and its script, all scoped by ``name``."""
-    # Inside <script> nothing is HTML-decoded; only "</" could end the element early, and "<\/" is valid JSON.
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    return (f'<div class="zfviz-explorer zfviz-{kind}" id="{name}" data-kind="{kind}" '
+    """The HTML of one explorer: its markup, its data as JSON, and its script, all scoped by ``name``.
+
+    Every text that comes from the caller (class names, above all) travels in the JSON and reaches the page
+    through ``textContent``, never as markup; ``name`` and ``kind`` are escaped for the attribute and the script
+    as well, though ``_check_name`` already keeps them to [a-z0-9-]."""
+    attr_name, attr_kind = html.escape(name, quote=True), html.escape(kind, quote=True)
+    js_name, js_data = _script_json(name), _script_json(f"{name}-data")
+    return (f'<div class="zfviz-explorer zfviz-{attr_kind}" id="{attr_name}" data-kind="{attr_kind}" '
             f'style="font-family:sans-serif;font-size:14px;background:#fff;color:#111;padding:6px;'
             f'border:1px solid #ccc;border-radius:4px;max-width:640px">{body}'
-            f'<script type="application/json" id="{name}-data">{payload}</script>'
-            f'<script>(function(){{const root=document.getElementById("{name}");'
-            f'const D=JSON.parse(document.getElementById("{name}-data").textContent);{script}}})();</script></div>')
+            f'<script type="application/json" id="{attr_name}-data">{_script_json(data)}</script>'
+            f'<script>(function(){{const root=document.getElementById({js_name});'
+            f'const D=JSON.parse(document.getElementById({js_data}).textContent);{script}}})();</script></div>')
 
 
 _LABEL = 'style="margin-right:10px"'
@@ -114,43 +280,85 @@ def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, chann
     Args:
         model, preprocess, dataset: as :func:`zfviz.widgets.deconv_view` (e.g. the teaching ZFNet, its
             preprocess and ``zfviz.data.ClipArt("val")``).
-        indices: the images offered, a list of indices into ``dataset`` (a few: every view is stored).
-        channels: ``{layer: [feature maps]}`` offered for each conv layer 1-5.
-        classes: optional class names for the image menu.
-        name: the component's HTML id (unique on its page).
-        quality: JPEG quality of the projections (images are PNG).
+        indices: the images offered, distinct indices into ``dataset`` (a few: every view is stored); NumPy
+            and tensor integers are taken as ints. Each image must be (3, H, W), finite, in [0, 1].
+        channels: ``{layer: [feature maps]}`` offered for each conv layer 1-5, each list non-empty and distinct.
+        classes: optional class names for the image menu, a list of str covering every label shown. Any text
+            is allowed (ImageFolder's are directory names): it reaches the page as text, never as markup.
+        name: the component's HTML id (unique on its page): a lower-case letter, then letters, digits, '-'.
+        quality: JPEG quality of the projections, 1..100 (images are PNG).
     Returns:
         :class:`StaticExplorer`; ``views[(layer, channel, index)]`` is ``deconv_view``'s dict less the tensors,
         plus ``"projection_uri"``; ``views["images"][index]`` is the image's URI.
+    Raises:
+        TypeError for an argument of the wrong type, ValueError for a bad value (each naming the argument and
+        what is allowed), before anything is computed; ValueError if the model gives NaN or infinity.
     """
     name = _check_name(name)
-    if not isinstance(channels, dict) or not channels:
-        raise TypeError(f"channels must be a dict {{layer: [feature maps]}}, got {type(channels).__name__}")
-    indices = list(indices)
+    quality = _check_quality(quality)
+    _check_model(model)
+    _check_preprocess(preprocess)
+    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        raise TypeError(f"dataset must be indexable and have a length, yielding (image, label) pairs (e.g. "
+                        f"zfviz.data.ClipArt('val')); got {_show(dataset)} ({type(dataset).__name__})")
+    n_images = len(dataset)
+    if n_images == 0:
+        raise ValueError("dataset is empty; the explorer needs at least one image")
+    indices = _check_ints("indices", indices, 0, n_images - 1, f" (images of the data set, which has {n_images})")
     if not indices:
         raise ValueError("indices must name at least one image")
-    layers = {layer: list(channels[layer]) for layer in sorted(channels)}
-    for layer, maps in layers.items():
-        if not maps:
+    _check_distinct("indices", indices)
+    if not isinstance(channels, dict):
+        raise TypeError(f"channels must be a dict {{layer: [feature maps]}}, got {_show(channels)} "
+                        f"({type(channels).__name__})")
+    if not channels:
+        raise ValueError("channels must be a dict {layer: [feature maps]} naming at least one layer, got {}")
+    layers = {}
+    for key, maps in channels.items():
+        layer = _check_int(f"channels key {_show(key)}", key, 1, why=" (a conv layer number)")
+        layers[layer] = _check_ints(f"channels[{layer}]", maps, 0, why=" (feature maps of that layer)")
+        if not layers[layer]:
             raise ValueError(f"channels[{layer}] is empty; give at least one feature map per layer")
+        _check_distinct(f"channels[{layer}]", layers[layer])
+    layers = dict(sorted(layers.items()))
+    classes = _check_classes(classes)
+    for index in indices:            # the images and labels, before any view is computed
+        item = dataset[index]
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise TypeError(f"dataset[{index}] must be an (image, label) pair; got {_show(item)}")
+        image, label = item
+        where = f"dataset[{index}]'s image"
+        if not torch.is_tensor(image) or image.dim() != 3 or image.shape[0] != 3 or min(image.shape[1:]) < 1:
+            raise ValueError(f"{where} must be a (3, H, W) tensor in [0, 1]; got "
+                             f"{tuple(image.shape) if torch.is_tensor(image) else type(image).__name__}")
+        _check_pixels(where, image)
+        if classes is not None:
+            _check_int(f"dataset[{index}]'s label", label, 0, len(classes) - 1,
+                       f" (an index into classes, which names {len(classes)})")
+        else:
+            _check_int(f"dataset[{index}]'s label", label, 0, why=" (a class index)")
     views = {"images": {}}
     data = {"layers": {str(layer): maps for layer, maps in layers.items()}, "images": [], "views": {}}
     for index in indices:
         label = None
         for layer, maps in layers.items():
             for channel in maps:
-                v = deconv_view(model, preprocess, dataset, layer, channel, index)   # checks everything
+                v = deconv_view(model, preprocess, dataset, layer, channel, index)   # checks layer and channel
+                if not (math.isfinite(v["activation"]) and bool(torch.isfinite(v["projection"]).all())):
+                    raise ValueError(f"the model gives non-finite values (activation {v['activation']}) for layer "
+                                     f"{layer}, feature map {channel} of image {index}: check its weights and "
+                                     f"preprocess; the page cannot show NaN or infinity")
                 uri = picture_uri(v["projection"], "JPEG", quality)
                 height, width = v["image"].shape[-2:]
-                record = {"activation": round(v["activation"], 3), "position": list(v["position"]),
-                          "box": [int(b) for b in v["box"]], "projection_uri": uri, "label": v["label"]}
+                record = {"activation": round(v["activation"], 3), "position": [int(p) for p in v["position"]],
+                          "box": [int(b) for b in v["box"]], "projection_uri": uri, "label": int(v["label"])}
                 views[(layer, channel, index)] = record
                 data["views"][f"{layer},{channel},{index}"] = {
                     "a": record["activation"], "p": record["position"], "u": uri,
                     "b": [record["box"][0] / height, record["box"][1] / width,
                           record["box"][2] / height, record["box"][3] / width]}
                 if label is None:
-                    label = v["label"]
+                    label = record["label"]
                     views["images"][index] = picture_uri(v["image"], "PNG")
         data["images"].append({"index": index, "label": classes[label] if classes is not None else f"label {label}",
                                "u": views["images"][index]})
@@ -194,7 +402,8 @@ fillMaps(); show();
 def _map_uri(values: torch.Tensor) -> str:
     """A (ny, nx) map in [0, 1] as a viridis PNG, one pixel per cell (the page scales it up, pixelated)."""
     import matplotlib
-    rgb = torch.from_numpy(matplotlib.colormaps["viridis"](values.clamp(0, 1).numpy())[..., :3]).permute(2, 0, 1)
+    colours = matplotlib.colormaps["viridis"](values.detach().cpu().clamp(0, 1).numpy())[..., :3]   # on any device
+    rgb = torch.from_numpy(colours).permute(2, 0, 1)
     return picture_uri(rgb.float(), "PNG")
 
 
@@ -207,47 +416,90 @@ def static_occlusion_explorer(model: nn.Module, images: torch.Tensor, targets, s
 
     Args:
         model: any classifier returning logits, in eval mode (e.g. the teaching ZFNet).
-        images: (N, 3, H, W) in [0, 1] (the model's input after ``preprocess``; without it, the input itself).
+        images: (N, 3, H, W) float in [0, 1], N >= 1 (the model's input after ``preprocess``, which must keep
+            the shape; without it, the input itself).
         targets: N class indices, the class whose probability is mapped for each image.
-        size, stride: the square's side and the step between positions, in pixels (the slider moves by a step).
-        preprocess, fill: as :func:`zfviz.widgets.occlusion_view`; the square shows what the network sees
-            (``preprocess.inverse`` of ``fill``: the mean image for the teaching ZFNet).
-        classes: optional class names.
-        name: the component's HTML id (unique on its page).
+        size, stride: the square's side (1..min(H, W)) and the step between positions (>= 1), in pixels (the
+            slider moves by a step).
+        preprocess, fill: as :func:`zfviz.widgets.occlusion_view`; ``fill`` a finite number. The square shows
+            what the network sees (``preprocess.inverse`` of ``fill``: the mean image for the teaching ZFNet).
+        classes: optional class names, a list of str, one per class of the model; any text (it reaches the
+            page as text, never as markup).
+        name: the component's HTML id (unique on its page): a lower-case letter, then letters, digits, '-'.
     Returns:
         :class:`StaticExplorer`; ``views[n]`` holds, for image n, ``"prob"`` (ny, nx) P(target) per position
         (``occlusion.occlusion_probabilities``, rounded to 1e-3), ``"top_class"`` and ``"top_prob"`` (ny, nx),
         ``"image_prob"``, ``"target"`` and the geometry.
+    Raises:
+        TypeError for an argument of the wrong type, ValueError for a bad value (each naming the argument and
+        what is allowed); ValueError if the model's logits or probabilities hold NaN or infinity.
     """
     name = _check_name(name)
-    if not torch.is_tensor(images) or images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (N, 3, H, W), got "
-                         f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")
-    targets = [int(t) for t in targets]
+    _check_model(model)
+    if not torch.is_tensor(images):
+        raise TypeError(f"images must be a (N, 3, H, W) tensor in [0, 1], got {_show(images)} "
+                        f"({type(images).__name__})")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}"
+                         + (": for one image use images[None]" if images.dim() == 3 else ""))
+    if images.shape[0] < 1 or min(images.shape[2:]) < 1:
+        raise ValueError(f"images must hold at least one image of at least 1x1 pixels, got {tuple(images.shape)}")
+    _check_pixels("images", images)
+    targets = _check_ints("targets", targets, 0, why=" (class indices, one per image)")
     if len(targets) != len(images):
         raise ValueError(f"targets must give one class per image: {len(images)} images, {len(targets)} targets")
-    height, width = images.shape[-2:]
-    views, data = {}, {"images": []}
+    height, width = (int(s) for s in images.shape[-2:])
+    size = _check_int("size", size, 1, min(height, width), f" (the square's side; the images are {height}x{width})")
+    stride = _check_int("stride", stride, 1, why=" (pixels between neighbouring positions of the square)")
+    fill = _check_real("fill", fill, " (the square's value in the model's input space, every channel)")
+    _check_preprocess(preprocess)
+    classes = _check_classes(classes)
     with torch.no_grad():
         x = preprocess(images) if preprocess is not None else images
+        if preprocess is not None:
+            if not torch.is_tensor(x) or x.shape != images.shape or not x.is_floating_point():
+                raise ValueError(f"preprocess must map the images {tuple(images.shape)} to a float tensor of the same "
+                                 f"shape (the square is drawn on the images as given); it returned "
+                                 f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}"
+                                 f"{'' if not torch.is_tensor(x) else ' ' + str(x.dtype)}")
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError("preprocess returned non-finite values (NaN or infinity) for these images")
+        whole = []
+        for n in range(len(x)):
+            logits = model(x[n:n + 1])
+            if not torch.is_tensor(logits) or logits.dim() != 2 or logits.shape[0] != 1 or logits.shape[1] < 1:
+                raise ValueError(f"model must return logits (N, num_classes); for images[{n}] it returned "
+                                 f"{tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__}")
+            if not bool(torch.isfinite(logits).all()):
+                raise ValueError(f"the model's logits for images[{n}] are not finite ({logits[0].tolist()[:5]}...): "
+                                 f"check its weights and preprocess; the page cannot show NaN or infinity")
+            whole.append(logits.softmax(dim=1)[0])
+        n_classes = whole[0].shape[0]
         if preprocess is not None and callable(getattr(preprocess, "inverse", None)):
-            patch = preprocess.inverse(torch.full_like(x[:1], float(fill)))[0].clamp(0, 1)
+            patch = preprocess.inverse(torch.full_like(x[:1], fill))[0].clamp(0, 1)
         else:
             patch = torch.full((3, height, width), 0.5)
+    if classes is not None and len(classes) != n_classes:
+        raise ValueError(f"classes must name every class of the model: it has {n_classes}, classes has "
+                         f"{len(classes)}")
+    for n, target in enumerate(targets):
+        if not target < n_classes:
+            raise ValueError(f"targets[{n}] must be a class in 0..{n_classes - 1}, got {target}")
+    if not bool(torch.isfinite(patch).all()):
+        raise ValueError(f"preprocess.inverse of fill={fill} is not finite; the square cannot be drawn")
+    views = {}
+    data = {"images": [], "classes": classes if classes is not None else [f"class {k}" for k in range(n_classes)]}
     for n, (xi, target) in enumerate(zip(x, targets)):
-        probs = occlusion.occlusion_probabilities(model, xi, size, stride, fill)        # (ny, nx, K); checks
-        if not 0 <= target < probs.shape[-1]:
-            raise ValueError(f"targets[{n}] must be a class in 0..{probs.shape[-1] - 1}, got {target}")
-        with torch.no_grad():
-            whole = model(xi.unsqueeze(0)).softmax(dim=1)[0]
+        probs = occlusion.occlusion_probabilities(model, xi, size, stride, fill)        # (ny, nx, K)
+        if not bool(torch.isfinite(probs).all()):
+            raise ValueError(f"the model gives non-finite probabilities for occluded copies of images[{n}] "
+                             f"(fill={fill}): check its weights, preprocess and fill")
         top_prob, top_class = probs.max(dim=-1)
         ny, nx = probs.shape[:2]
         view = {"prob": probs[..., target].round(decimals=3), "top_class": top_class,
-                "top_prob": top_prob.round(decimals=3), "image_prob": round(float(whole[target]), 3),
+                "top_prob": top_prob.round(decimals=3), "image_prob": round(float(whole[n][target]), 3),
                 "target": target, "size": size, "stride": stride, "grid": (ny, nx)}
         views[n] = view
-        if "classes" not in data:      # the class names, once the first map tells how many classes there are
-            data["classes"] = list(classes) if classes is not None else [f"class {k}" for k in range(probs.shape[-1])]
         data["images"].append({
             "u": picture_uri(images[n].clamp(0, 1), "PNG"), "map": _map_uri(view["prob"]),
             "prob": view["prob"].flatten().tolist(), "top": top_class.flatten().tolist(),
