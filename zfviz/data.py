@@ -21,7 +21,8 @@ import json
 import math
 import os
 import shutil
-from pathlib import Path
+import zlib
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -41,7 +42,9 @@ REBUILD = "python scripts/build_data.py"
 
 
 class DataIntegrityError(ValueError):
-    """A file in data/ does not match the sha256 recorded in data/MANIFEST.tsv (chapter "The network")."""
+    """A data file is damaged (chapter "The network"): a file in data/ does not match the sha256 recorded in
+    data/MANIFEST.tsv, a line of the manifest itself is malformed, or an image of an ImageFolder cannot be read.
+    The message names the file (and the manifest's line) and says what is wrong."""
 
 
 def sha256_file(path: str | Path, algorithm: str = "sha256") -> str:
@@ -56,45 +59,107 @@ def sha256_file(path: str | Path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def _manifest(data_dir: Path) -> dict[str, str]:
+MANIFEST_FIELDS = ("path", "bytes", "sha256", "source", "licence")
+_HEX = frozenset("0123456789abcdef")
+
+
+def _manifest_rows(data_dir: Path) -> dict[str, tuple[int, str]]:
+    """``{path: (bytes, sha256)}`` from data_dir/MANIFEST.tsv: one tab-separated line per file with the five
+    fields of MANIFEST_FIELDS; lines starting with # and empty lines are comments. Any other line that is not
+    exactly that raises DataIntegrityError naming the manifest and the line number."""
     path = data_dir / "MANIFEST.tsv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: it lists the sha256 of every data file. "
                                 f"Restore it from git or rebuild data/ with `{REBUILD}`.")
-    rows = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            rel, _size, digest = line.split("\t")[:3]
-            rows[rel] = digest
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataIntegrityError(f"{path} is not UTF-8 text ({e}); restore it from git or rebuild data/ "
+                                 f"with `{REBUILD}`") from e
+    rows: dict[str, tuple[int, str]] = {}
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")            # a CRLF manifest lists the same files (its data files are checked)
+        if not line or line.startswith("#"):
+            continue
+
+        def bad(what: str) -> DataIntegrityError:
+            return DataIntegrityError(f"{path}, line {number}: {what}; each line must be "
+                                      f"{' <TAB> '.join(MANIFEST_FIELDS)} (lines starting with # are comments). "
+                                      f"Restore the manifest from git or rebuild data/ with `{REBUILD}`")
+        fields = line.split("\t")
+        if len(fields) != len(MANIFEST_FIELDS):
+            raise bad(f"{len(fields)} tab-separated field{'s' if len(fields) != 1 else ''}, "
+                      f"expected {len(MANIFEST_FIELDS)}: {line[:80]!r}")
+        rel, size, digest = fields[:3]
+        if not rel or rel != rel.strip() or rel.startswith("/") or "\\" in rel or ".." in rel.split("/"):
+            raise bad(f"path {rel!r} is not a relative path inside data/ written with /")
+        if not (size.isascii() and size.isdigit()):
+            raise bad(f"bytes {size!r} is not a whole number of bytes")
+        if len(digest) != 64 or not set(digest.lower()) <= _HEX:
+            raise bad(f"sha256 {digest!r} is not 64 hexadecimal digits")
+        if rel in rows:
+            raise bad(f"{rel} is listed twice (first on line {first_line[rel]})")
+        rows[rel], first_line[rel] = (int(size), digest.lower()), number
     return rows
+
+
+def _manifest(data_dir: Path) -> dict[str, str]:
+    """``{path: sha256}`` of every file data_dir/MANIFEST.tsv lists (see :func:`_manifest_rows`)."""
+    return {rel: digest for rel, (_size, digest) in _manifest_rows(Path(data_dir)).items()}
+
+
+def _crlf_note(path: Path, expected: str) -> str:
+    """Why a text file's hash differs, when it is the recorded file with LF turned into CRLF (git core.autocrlf)."""
+    if path.stat().st_size > (64 << 20):
+        return ""
+    raw = path.read_bytes()
+    if b"\r\n" not in raw or hashlib.sha256(raw.replace(b"\r\n", b"\n")).hexdigest() != expected:
+        return ""
+    return (" (its line endings were converted to CRLF, as git does with core.autocrlf=true when the "
+            "repository's .gitattributes is missing; with .gitattributes in place delete the file and run "
+            "`git checkout -- <file>`)")
 
 
 _verified: dict[tuple, bool] = {}
 
 
 def verify(rel: str, data_dir: Path | str | None = None) -> Path:
-    """Return the path of ``data/<rel>`` after checking it against data/MANIFEST.tsv (sha256).
+    """Return the path of ``data/<rel>`` after checking it against data/MANIFEST.tsv (size and sha256).
 
-    Explained in the chapter "The network". Raises ``FileNotFoundError`` for a missing file and
-    :class:`DataIntegrityError` (a ``ValueError``) for a corrupted or unlisted one, naming the file.
-    A file is hashed once per process unless its size or modification time change.
+    Explained in the chapter "The network". ``rel``: the path inside data/ as the manifest writes it
+    ("clipart/sprites.png"; a ``pathlib`` path is written with /). Raises ``FileNotFoundError`` for a missing
+    file and :class:`DataIntegrityError` (a ``ValueError``) for a corrupted or unlisted one or a malformed
+    manifest, naming the file. A file is hashed once per process unless its size or modification time change.
     """
+    if isinstance(rel, PurePath):
+        rel = rel.as_posix()
+    if not isinstance(rel, str):
+        raise TypeError(f"rel must be a str path inside data/ such as 'clipart/sprites.png'; got {type(rel).__name__}")
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"data_dir must be a folder path (str or pathlib.Path) or None for the repository's data/; "
+                        f"got {type(data_dir).__name__}")
     data_dir = Path(data_dir) if data_dir is not None else DATA_DIR
     path = data_dir / rel
-    expected = _manifest(data_dir).get(rel)
-    if expected is None:
+    row = _manifest_rows(data_dir).get(rel)
+    if row is None:
         raise DataIntegrityError(f"data/{rel} is not listed in {data_dir / 'MANIFEST.tsv'}; "
                                  f"refusing to read an unrecorded file")
+    size, expected = row
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} is missing; restore it from git or rebuild with `{REBUILD}`")
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns, expected)
     if key not in _verified:
-        actual = sha256_file(path)
-        if actual != expected:
-            raise DataIntegrityError(f"data file {path} is corrupted: sha256 {actual[:16]}... but "
-                                     f"MANIFEST.tsv records {expected[:16]}...; restore it from git "
-                                     f"or rebuild with `{REBUILD}`")
+        if st.st_size != size:
+            what = f"{st.st_size} bytes but MANIFEST.tsv records {size}"
+        else:
+            actual = sha256_file(path)
+            what = None if actual == expected else (f"sha256 {actual[:16]}... but MANIFEST.tsv records "
+                                                     f"{expected[:16]}...")
+        if what is not None:
+            raise DataIntegrityError(f"data file {path} is corrupted: {what}{_crlf_note(path, expected)}; "
+                                     f"restore it from git or rebuild with `{REBUILD}`")
         _verified[key] = True
     return path
 
@@ -102,6 +167,61 @@ def verify(rel: str, data_dir: Path | str | None = None) -> Path:
 def data_path(rel: str) -> Path:
     """Verified path of a file under data/ (see :func:`verify`); explained in the chapter "The network"."""
     return verify(rel)
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks shared by the public functions: clear errors instead of failures deep in PyTorch.
+# --------------------------------------------------------------------------------------------
+
+PIXEL_TOLERANCE = 1e-3     # pixels may stray this far outside [0, 1] (float rounding of a resize or blend)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_int(name: str, value, lo: int, why: str = "") -> int:
+    if not _is_int(value) or value < lo:
+        raise ValueError(f"{name} must be an int >= {lo}{why}, got {value!r}")
+    return int(value)
+
+
+def _check_folder(name: str, value, allow_none: bool = False) -> Path | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a folder path (str or pathlib.Path){' or None' if allow_none else ''}; "
+                        f"got {type(value).__name__}")
+    return Path(value)
+
+
+def _check_pixels(name: str, x, shape: str) -> None:
+    """``x`` must be a float tensor of pixels in [0, 1] (finite); ``shape`` describes it in the message."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor {shape} of float pixels in [0, 1]; got {type(x).__name__}")
+    if not x.is_floating_point():
+        fix = "x.float() / 255" if x.dtype == torch.uint8 else "x.float(), scaled to [0, 1]"
+        raise TypeError(f"{name} must be float pixels in [0, 1]; got dtype {x.dtype}. Convert with {fix}")
+    if x.numel() == 0:
+        return
+    lo, hi = torch.stack([x.detach().min(), x.detach().max()]).float().tolist()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} must be float pixels in [0, 1]; it holds NaN or infinite values")
+    if lo < -PIXEL_TOLERANCE or hi > 1 + PIXEL_TOLERANCE:
+        hint = (" (0-255 pixels? divide by 255)" if hi > 1 + PIXEL_TOLERANCE and lo >= 0 and hi <= 255
+                else " (already preprocessed? pass the pixels)")
+        raise ValueError(f"{name} must be float pixels in [0, 1]; got values in [{lo:.4g}, {hi:.4g}]{hint}")
+
+
+def _check_index_tensor(name: str, value, what: str) -> torch.Tensor:
+    """An int or a sequence/tensor of ints as a long tensor; floats and bools (a mask is not a list of indices) raise."""
+    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    if t.numel() == 0:
+        return t.long()                                     # np.asarray([]) is float64: empty is no float
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise TypeError(f"{name} must be {what} (ints), got dtype {t.dtype}"
+                        + ("; for a boolean mask pass mask.nonzero().flatten()" if t.dtype == torch.bool else ""))
+    return t.long()
 
 
 def _read_atlas(rel: str, data_dir) -> tuple[torch.Tensor, dict]:
@@ -130,17 +250,54 @@ def composite(sprites: torch.Tensor, backgrounds: torch.Tensor, scale: torch.Ten
     Args:
         sprites: (N, 4, T, T) float in [0, 1], straight (not premultiplied) alpha.
         backgrounds: (N, 3, size, size) float in [0, 1].
-        scale: (N,) side of the sprite's tile as a fraction of the image side.
+        scale: (N,) side of the sprite's tile as a fraction of the image side, > 0.
         angle: (N,) rotation in radians. center: (N, 2) tile centre (x, y) in [-1, 1] image coords.
         flip: (N,) bool, mirror the sprite left-right.
+        size: side of the output images, an int >= 1.
     Returns:
-        images (N, 3, size, size) in [0, 1] and masks (N, size, size) bool (alpha > 0.5).
+        images (N, 3, size, size) in [0, 1] (float64 for float64 sprites, else float32) and masks
+        (N, size, size) bool (alpha > 0.5). Bad arguments raise TypeError/ValueError naming them.
     """
+    size = _check_int("size", size, 1, " (the side of the output images in pixels)")
+    _check_pixels("sprites", sprites, "(N, 4, T, T)")
+    if sprites.dim() != 4 or sprites.shape[1] != 4:
+        raise ValueError(f"sprites must be RGBA tiles (N, 4, T, T); got shape {tuple(sprites.shape)}")
     n = sprites.shape[0]
+    _check_pixels("backgrounds", backgrounds, f"({n}, 3, {size}, {size})")
+    if tuple(backgrounds.shape) != (n, 3, size, size):
+        raise ValueError(f"backgrounds must be (N, 3, size, size) = ({n}, 3, {size}, {size}); "
+                         f"got {tuple(backgrounds.shape)}")
+    # float64 stays float64; float16/bfloat16 are composited in float32 (the CPU's grid_sample needs it)
+    dtype = torch.promote_types(torch.promote_types(sprites.dtype, backgrounds.dtype), torch.float32)
+    params = {}
+    for name, t, shape in (("scale", scale, (n,)), ("angle", angle, (n,)), ("center", center, (n, 2)),
+                           ("flip", flip, (n,))):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor {shape}; got {type(t).__name__}")
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape} (one per sprite); got {tuple(t.shape)}")
+        if t.device != sprites.device or backgrounds.device != sprites.device:
+            raise ValueError(f"sprites, backgrounds and {name} must be on one device; got {sprites.device}, "
+                             f"{backgrounds.device} and {t.device}")
+        if name == "flip":
+            if t.dtype != torch.bool:
+                raise TypeError(f"flip must be a bool tensor (N,) (True: mirror left-right); got dtype {t.dtype}")
+            continue
+        if t.dtype == torch.bool or t.is_complex():
+            raise TypeError(f"{name} must be real numbers; got dtype {t.dtype}")
+        t = t.to(dtype)
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} must be finite; it holds NaN or infinite values")
+        params[name] = t
+    if not (params["scale"] > 0).all():
+        raise ValueError(f"scale must be > 0 (the tile's side as a fraction of the image side); "
+                         f"got min {float(params['scale'].min()):.4g}")
+    scale, angle, center = params["scale"], params["angle"], params["center"]
+    sprites, backgrounds = sprites.to(dtype), backgrounds.to(dtype)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    sx = torch.where(flip, -1.0, 1.0)
+    sx = torch.where(flip, -1.0, 1.0).to(dtype)
     # grid_sample maps each output pixel to a sprite coordinate: p_sprite = R(-a) (p_out - c) / s.
-    theta = torch.zeros(n, 2, 3)
+    theta = torch.zeros(n, 2, 3, dtype=dtype, device=sprites.device)
     theta[:, 0, 0], theta[:, 0, 1] = sx * cos / scale, sx * sin / scale
     theta[:, 1, 0], theta[:, 1, 1] = -sin / scale, cos / scale
     theta[:, :, 2] = -(theta[:, :, :2] @ center.unsqueeze(-1)).squeeze(-1)
@@ -201,12 +358,13 @@ class ClipArt(Dataset):
 
     def __init__(self, split: str = "train", image_size: int = 112, renders: int = 4, seed: int = 0,
                  data_dir: str | Path | None = None, epoch: int = 0):
-        if split not in SPLITS:
+        if not isinstance(split, str) or split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-        if not isinstance(image_size, int) or image_size < 16:
-            raise ValueError(f"image_size must be an int >= 16, got {image_size!r}")
-        if not isinstance(renders, int) or renders < 1:
-            raise ValueError(f"renders must be an int >= 1, got {renders!r}")
+        image_size = _check_int("image_size", image_size, 16)
+        renders = _check_int("renders", renders, 1, " (composites of each drawing)")
+        seed = _check_int("seed", seed, 0)
+        epoch = _check_int("epoch", epoch, 0)
+        data_dir = _check_folder("data_dir", data_dir, allow_none=True)
         self.split, self.image_size, self.renders, self.seed = split, image_size, renders, seed
         tiles, meta = _read_atlas(self.sprite_file, data_dir)
         self.classes = meta["classes"]
@@ -221,10 +379,18 @@ class ClipArt(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
+        n = len(self)
+        if isinstance(i, torch.Tensor) and i.dim() == 0 and not (i.is_floating_point() or i.dtype == torch.bool):
+            i = int(i)
+        if not _is_int(i):
+            raise TypeError(f"index must be an int in -{n}..{n - 1} (one image); got {i!r}")
+        if not -n <= i < n:
+            raise IndexError(f"index {i} is out of range: the data set has {n} images")
         return self.images[i].float() / 255, int(self.labels[i])
 
     def set_epoch(self, epoch: int) -> None:
-        """Render the split: fixed for val/test, new composites for each training epoch."""
+        """Render the split: fixed for val/test, new composites for each training epoch (an int >= 0)."""
+        epoch = _check_int("epoch", epoch, 0)
         self.epoch = epoch
         stream = [self.seed, _SPLIT_IDS[self.split], epoch if self.split in ("train", "all") else 0]
         g = torch.Generator().manual_seed(int(np.random.SeedSequence(stream).generate_state(1)[0]))
@@ -262,12 +428,14 @@ class ClipArt(Dataset):
         (K,) tensor of renders. Returns (2,) or (K, 2) float, continuous pixel coordinates (the centre of
         pixel (i, j) is (j + 0.5, i + 0.5)); the composite's own transform, inverted.
         """
-        idx = torch.as_tensor(index, dtype=torch.long)
+        idx = _check_index_tensor("index", index, "an int or a (K,) tensor of render indices")
         uv = torch.as_tensor(uv, dtype=torch.float32)
-        if uv.shape[-1] != 2 or uv.dim() > 2 or idx.dim() > 1:
+        if uv.dim() == 0 or uv.shape[-1] != 2 or uv.dim() > 2 or idx.dim() > 1:
             raise ValueError(f"uv must be (2,) or (K, 2) and index an int or (K,); got uv {tuple(uv.shape)}, "
                              f"index {tuple(idx.shape)}")
-        if len(self) and not (0 <= int(idx.min()) and int(idx.max()) < len(self)):
+        if not torch.isfinite(uv).all():
+            raise ValueError("uv must be finite (fractions of the drawing's tile); it holds NaN or infinite values")
+        if idx.numel() and not (0 <= int(idx.min()) and int(idx.max()) < len(self)):
             raise ValueError(f"index must be in [0, {len(self) - 1}], got {index!r}")
         p = self.placement
         s, a, c = p["scale"][idx], p["angle"][idx], p["center"][idx]
@@ -285,7 +453,7 @@ class ClipArt(Dataset):
         Explained in the chapter "§5 Experiments" (training on a few images per class). Same size, renders,
         seed and epoch; its images are new renders (the placements depend on the number of drawings).
         """
-        idx = torch.as_tensor(sprites, dtype=torch.long).flatten()
+        idx = _check_index_tensor("sprites", sprites, "a list of drawing indices").flatten()
         if len(idx) == 0 or int(idx.min()) < 0 or int(idx.max()) >= len(self.sprites):
             raise ValueError(f"sprites must be a non-empty list of indices in [0, {len(self.sprites) - 1}], "
                              f"got {sprites!r}")
@@ -329,31 +497,54 @@ class Preprocess(nn.Module):
 
     Explained in the chapter "The network". The paper subtracts the per-pixel mean only (pixels in
     [0, 255]); dividing by the channel std (a departure) puts the input at unit scale for any net width.
-    Input (N, 3, S, S) in [0, 1]; output the same shape, roughly zero mean and unit variance.
+    Input (N, 3, S, S) float pixels in [0, 1]; output the same shape, roughly zero mean and unit variance.
+    Integer images (uint8 0-255), values outside [0, 1] (beyond PIXEL_TOLERANCE) and NaN/inf raise,
+    naming the fix; ``std`` must be > 0 (a constant channel cannot be normalised).
     """
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor):
         super().__init__()
+        for name, t in (("mean", mean), ("std", std)):
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__}")
         if mean.dim() != 3 or mean.shape[0] != 3 or std.shape != (3,):
             raise ValueError(f"mean must be (3, S, S) and std (3,); got {tuple(mean.shape)} and {tuple(std.shape)}")
-        self.register_buffer("mean", mean.float())
-        self.register_buffer("std", std.float().view(3, 1, 1))
+        mean, std = mean.detach().float(), std.detach().float()
+        _check_pixels("mean", mean, "(3, S, S), the mean image,")
+        if not (torch.isfinite(std).all() and (std > 0).all()):
+            raise ValueError(f"std must be finite and > 0 for each of the 3 channels; got {std.tolist()} "
+                             f"(0: the channel is constant in the images fitted, e.g. fewer than 2 different images)")
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std.view(3, 1, 1))
 
     @classmethod
     def fit(cls, images: torch.Tensor) -> "Preprocess":
-        """Statistics of a stack of images (N, 3, S, S) in [0, 1]."""
+        """Statistics of a stack of images (N, 3, S, S), float pixels in [0, 1], N >= 2 and not all alike."""
+        _check_pixels("images", images, "(N, 3, S, S)")
+        if images.dim() != 4 or images.shape[1] != 3 or images.shape[0] < 1:
+            raise ValueError(f"images must be a stack (N, 3, S, S) with N >= 1; got {tuple(images.shape)}")
+        images = images.detach().to(torch.promote_types(images.dtype, torch.float32))
         mean = images.mean(0)
         std = (images - mean).pow(2).mean((0, 2, 3)).sqrt()
         return cls(mean, std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) float pixels in [0, 1] (float64/float16 too) -> the network's input, float32 or wider."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor (N, 3, S, S); got {type(x).__name__}")
         if x.shape[-3:] != self.mean.shape:
             raise ValueError(f"images must be (N, {', '.join(map(str, self.mean.shape))}) to match the "
                              f"mean image; got {tuple(x.shape)}")
+        _check_pixels("images", x, "(N, 3, S, S)")
         return (x - self.mean) / self.std
 
     def inverse(self, x: torch.Tensor) -> torch.Tensor:
         """Back to [0, 1] pixels (for display)."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor (N, 3, S, S); got {type(x).__name__}")
+        if x.shape[-3:] != self.mean.shape:
+            raise ValueError(f"x must be a preprocessed batch (N, {', '.join(map(str, self.mean.shape))}); "
+                             f"got {tuple(x.shape)}")
         return x * self.std + self.mean
 
 
@@ -363,27 +554,45 @@ def fashion_mnist(split: str = "train", root: str | Path = "/usr/share/datasets/
 
     Explained in the chapter "Training ZFNet". torchvision only reads uncompressed files in
     ``<cache>/FashionMNIST/raw``; Debian ships re-compressed .gz files (their checksums differ from
-    torchvision's), so we gunzip them into ``cache`` once. Nothing is downloaded.
+    torchvision's), so we gunzip them into ``cache`` once, and again when the source files change (the cache
+    records which file each came from). Nothing is downloaded. A damaged .gz or IDX file raises
+    :class:`DataIntegrityError` naming it.
     """
     from torchvision import datasets, transforms
-    if split not in ("train", "test"):
+    if not isinstance(split, str) or split not in ("train", "test"):
         raise ValueError(f"Fashion-MNIST has splits 'train' and 'test'; got {split!r}")
-    root = Path(root)
+    root = _check_folder("root", root)
+    cache = _check_folder("cache", cache, allow_none=True)
     names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     missing = [n for n in names if not (root / f"{n}.gz").is_file()]
     if missing:
         raise FileNotFoundError(f"Fashion-MNIST files {missing} not found in {root}; on Debian/Ubuntu run "
                                 f"`apt-get install dataset-fashion-mnist`, or pass root= to a folder holding them")
-    cache = Path(cache) if cache is not None else Path.home() / ".cache" / "zfviz"
+    cache = cache if cache is not None else Path.home() / ".cache" / "zfviz"
     raw = cache / "FashionMNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for n in names:
-        if not (raw / n).is_file():
-            with gzip.open(root / f"{n}.gz") as src, open(raw / f"{n}.part", "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            (raw / f"{n}.part").rename(raw / n)
-    return datasets.FashionMNIST(cache, train=(split == "train"), download=False,
-                                 transform=transforms.ToTensor())
+        # The cache remembers which .gz each file came from: another root (or a changed file) is unpacked afresh.
+        src_path = (root / f"{n}.gz").resolve()
+        st = src_path.stat()
+        stamp = json.dumps({"source": str(src_path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
+        if not ((raw / n).is_file() and (raw / f"{n}.from").is_file() and (raw / f"{n}.from").read_text() == stamp):
+            try:
+                with gzip.open(src_path) as src, open(raw / f"{n}.part", "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (OSError, EOFError, zlib.error) as e:
+                (raw / f"{n}.part").unlink(missing_ok=True)
+                raise DataIntegrityError(f"Fashion-MNIST file {src_path} is damaged: {type(e).__name__}: {e}; "
+                                         f"reinstall it (`apt-get install --reinstall dataset-fashion-mnist`)") from e
+            (raw / f"{n}.part").replace(raw / n)
+            (raw / f"{n}.from").write_text(stamp)
+    try:
+        return datasets.FashionMNIST(cache, train=(split == "train"), download=False,
+                                     transform=transforms.ToTensor())
+    except (AssertionError, ValueError, RuntimeError) as e:
+        raise DataIntegrityError(f"the Fashion-MNIST files in {root} (unpacked into {raw}) are not IDX files of "
+                                 f"images and labels ({type(e).__name__}: {e}); reinstall them "
+                                 f"(`apt-get install --reinstall dataset-fashion-mnist`)") from e
 
 
 def image_folder(root: str | Path, image_size: int = 224, train: bool = False):
@@ -392,17 +601,54 @@ def image_folder(root: str | Path, image_size: int = 224, train: bool = False):
     crop of image_size, flipped left-right half the time (``train=True``, the paper's sub-crops with flips).
     Images (3, image_size, image_size) in [0, 1].
 
-    Explained in the chapter "Training ZFNet".
+    Explained in the chapter "Training ZFNet". A root without class folders, or a class folder without image
+    files, raises ValueError naming the root; an image that cannot be read (truncated, damaged, not an image)
+    raises :class:`DataIntegrityError` naming its path when it is loaded. 16-bit greyscale images are scaled
+    to 8 bits (torchvision's own loader clips them to white).
     """
     from torchvision import datasets, transforms
-    root = Path(root)
+    root = _check_folder("root", root)
+    image_size = _check_int("image_size", image_size, 1)
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError(f"train must be True or False; got {train!r}")
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist; expected root/<class>/<image files>")
+    with os.scandir(root) as entries:
+        has_classes = any(entry.is_dir() for entry in entries)
+    if not has_classes:
+        raise ValueError(f"image folder {root} holds no class folders; expected root/<class>/<image files>, "
+                         f"one subfolder per class")
     short = round(image_size * 256 / 224)
     crop = ([transforms.RandomCrop(image_size), transforms.RandomHorizontalFlip()] if train
             else [transforms.CenterCrop(image_size)])
-    return datasets.ImageFolder(root, transform=transforms.Compose([transforms.Resize(short), *crop,
-                                                                    transforms.ToTensor()]))
+    try:
+        return datasets.ImageFolder(root, transform=transforms.Compose([transforms.Resize(short), *crop,
+                                                                        transforms.ToTensor()]),
+                                    loader=_load_image)
+    except FileNotFoundError as e:       # torchvision: a class folder without any image file
+        raise ValueError(f"image folder {root}: {e}; expected root/<class>/<image files>") from e
+
+
+def _load_image(path: str) -> Image.Image:
+    """An ImageFolder's loader: the image as 8-bit RGB, or DataIntegrityError naming the file and what is wrong.
+
+    (torchvision's own loader raises PIL's errors, which do not name the file, and turns 16-bit greyscale into
+    white: ``convert("RGB")`` clips it at 255.)
+    """
+    try:
+        with open(path, "rb") as f:
+            im = Image.open(f)
+            if im.mode.startswith("I;16"):                     # 16-bit greyscale: 0..65535 -> 0..255
+                im = Image.fromarray((np.asarray(im, dtype=np.float64) / 257).round().astype(np.uint8))
+            elif im.mode in ("I", "F"):
+                raise DataIntegrityError(f"image {path} has {im.mode!r} pixels (32-bit, range unknown); "
+                                         f"save it as 8-bit RGB (or greyscale) first")
+            return im.convert("RGB")
+    except (FileNotFoundError, PermissionError, DataIntegrityError):
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise DataIntegrityError(f"image {path} cannot be read, it is damaged or not an image "
+                                 f"({type(e).__name__}: {e}); replace or delete it") from e
 
 
 def ten_crops(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -416,7 +662,7 @@ def ten_crops(images: torch.Tensor, size: int) -> torch.Tensor:
         raise ValueError(f"images must be a tensor (N, C, H, W); got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
     h, w = images.shape[-2:]
-    if not isinstance(size, int) or not 1 <= size <= min(h, w):
+    if not _is_int(size) or not 1 <= size <= min(h, w):
         raise ValueError(f"size must be an int in [1, {min(h, w)}] (the image side), got {size!r}")
     top, left = (h - size) // 2, (w - size) // 2     # torchvision's centre crop rounds the same way
     corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
@@ -435,8 +681,10 @@ def load_dataset(name: str, split: str | None = None, **kwargs):
     Explained in the chapter "The network". ``split`` is passed on where the set has splits;
     other keyword arguments go to the set's constructor (e.g. ``image_size``, ``root``).
     """
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    if split is not None and not isinstance(split, str):
+        raise TypeError(f"split must be a str such as 'train' or 'val', or None; got {type(split).__name__}")
     if name == "imagefolder":
         if "root" not in kwargs:
             raise ValueError("dataset 'imagefolder' needs root=<folder holding one subfolder per class>")
