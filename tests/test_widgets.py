@@ -1,5 +1,6 @@
 """zfviz.widgets: the explorers' pure view functions on the teaching ZFNet, their errors, and the widgets' wiring."""
 import asyncio
+import copy
 import inspect
 
 import ipywidgets
@@ -236,18 +237,32 @@ def test_occlusion_extent_centres_each_cell_on_its_square():
     ({"position": (0,)}, ValueError, r"position must be"),
     ({"target": 10}, ValueError, r"target must be an int in 0\.\.9"),
     ({"fill": None}, TypeError, r"fill must be a real number"),
+    ({"fill": float("nan")}, ValueError, r"fill must be a finite number .*got nan"),
+    ({"fill": float("-inf")}, ValueError, r"fill must be a finite number .*got -inf"),
     ({"preprocess": "mean"}, TypeError, r"preprocess must be callable"),
     ({"image": torch.zeros(1, 3, 112, 112)}, ValueError, r"one image \(3, H, W\)"),
+    ({"image": torch.zeros(3, 112, 112, dtype=torch.uint8)}, TypeError, r"image must be a float tensor"),
+    ({"image": torch.full((3, 112, 112), 200.0)}, ValueError,
+     r"image must be pixels in \[0, 1\] \(it goes through preprocess\); got values in \[200, 200\] \(0-255 pixels\?"),
+    ({"image": torch.full((3, 112, 112), 0.5).half() * 255}, ValueError, r"image must be pixels in \[0, 1\]"),
+    ({"image": torch.full((3, 112, 112), float("nan"))}, ValueError, r"image holds NaN or infinite values"),
+    ({"image": torch.full((3, 112, 112), float("inf")), "preprocess": None}, ValueError, r"image holds NaN or infinite"),
+    ({"classes": ["cat"] * 9}, ValueError, r"classes must name every class .*: it has 9 names, but class 9 is shown"),
+    ({"classes": "cat dog"}, TypeError, r"classes must be a list of class names"),
+    ({"refine_delay": float("nan")}, ValueError, r"refine_delay must be a number of seconds >= 0"),
+    ({"refine_delay": float("inf")}, ValueError, r"refine_delay must be a number of seconds >= 0"),
 ])
 def test_occlusion_bad_input_raises_naming_what_is_allowed(teaching, change, error, match):
     model, preprocess, val = teaching
     image, label = val[0]
     args = {"image": image, "target": label, "size": 16, "stride": 4, "position": (0, 0), "fill": 0.0,
             "preprocess": preprocess, **change}
+    explorer_only = {k: args.pop(k) for k in ("classes", "refine_delay") if k in args}
+    if not explorer_only:
+        with pytest.raises(error, match=match):
+            widgets.occlusion_view(model, **args)
     with pytest.raises(error, match=match):
-        widgets.occlusion_view(model, **args)
-    with pytest.raises(error, match=match):
-        widgets.occlusion_explorer(model, **args)
+        widgets.occlusion_explorer(model, **args, **explorer_only)
     with pytest.raises(TypeError, match="coarse must be True or False"):
         widgets.occlusion_view(model, image, label, 16, 4, (0, 0), coarse=1, preprocess=preprocess)
     with pytest.raises(TypeError, match="cache must be a dict"):
@@ -323,3 +338,136 @@ def test_show_occlusion_draws_two_titled_panels(teaching):
     with pytest.raises(TypeError, match="OcclusionView"):
         widgets.show_occlusion({"image": view.image})
     assert not matplotlib.pyplot.get_fignums()
+
+
+# ---------------------------------------------------------------- the map cache is keyed on content (issue 13)
+
+def test_one_cache_over_40_images_gives_each_image_its_own_map(teaching):
+    """Images built one per iteration get recycled ids; a cache keyed on id(image) returned another image's map."""
+    model, preprocess, val = teaching
+    cache, ids, maps = {}, [], []
+    for index in range(40):
+        image, label = val[index]                                  # a new tensor each time: ids get reused
+        ids.append(id(image))
+        view = widgets.occlusion_view(model, image, label, 56, 56, (0, 0), preprocess=preprocess, cache=cache)
+        direct = occlusion.occlusion_map(model, preprocess(image[None])[0], label, 56, 56)   # no cache
+        assert torch.allclose(view.prob_map, direct, atol=1e-6), index
+        with torch.no_grad():
+            image_prob = float(model(preprocess(image[None])).softmax(1)[0, label])
+        assert view.image_prob == pytest.approx(image_prob, abs=1e-6), index
+        maps.append(view.prob_map)
+        del image, view
+    assert len(set(ids)) < 40, "no id was reused: the test did not exercise the old bug"
+    assert len({tuple(m.flatten().tolist()) for m in maps}) > 30      # the images do have different maps
+    assert len(cache) == 40
+
+
+def test_the_cache_is_hit_by_equal_content_in_a_new_tensor(teaching, monkeypatch):
+    model, preprocess, val = teaching
+    image, label = val[11]
+    calls = []
+    real = occlusion.occlusion_map
+    monkeypatch.setattr(occlusion, "occlusion_map", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cache = {}
+    first = widgets.occlusion_view(model, image, label, 32, 40, (0, 0), preprocess=preprocess, cache=cache)
+    again = widgets.occlusion_view(model, image.clone(), label, 32, 40, (8, 8), preprocess=preprocess,
+                                   cache=cache)
+    assert len(calls) == 1 and again.prob_map is first.prob_map
+
+
+def _edit_image(model, preprocess, image):
+    image[:, 30:80, 30:80] = 0.5
+
+
+def _edit_weights(model, preprocess, image):
+    with torch.no_grad():                          # as an optimizer step or load_state_dict do
+        model.conv1.weight.mul_(0.5)
+
+
+def _edit_weights_through_data(model, preprocess, image):
+    model.conv1.weight.data.mul_(0.5)              # .data does not bump the tensor's version counter
+
+
+def _edit_preprocess(model, preprocess, image):
+    preprocess.std.mul_(2.0)
+
+
+@pytest.mark.parametrize("edit", [_edit_image, _edit_weights, _edit_weights_through_data, _edit_preprocess])
+def test_an_edit_in_place_gives_a_fresh_map(teaching, edit):
+    model, preprocess, val = teaching
+    model, preprocess = copy.deepcopy(model), copy.deepcopy(preprocess)     # edited below
+    image, label = val[11]
+    image = image.clone()
+    cache = {}
+    before = widgets.occlusion_view(model, image, label, 32, 40, (0, 0), preprocess=preprocess, cache=cache)
+    edit(model, preprocess, image)
+    after = widgets.occlusion_view(model, image, label, 32, 40, (0, 0), preprocess=preprocess, cache=cache)
+    direct = occlusion.occlusion_map(model, preprocess(image[None])[0], label, 32, 40)
+    assert torch.allclose(after.prob_map, direct, atol=1e-6)
+    assert not torch.allclose(before.prob_map, direct, atol=1e-3)         # the edit does change the map
+    with torch.no_grad():
+        assert after.image_prob == pytest.approx(float(model(preprocess(image[None])).softmax(1)[0, label]),
+                                                 abs=1e-6)
+
+
+# ---------------------------------------------------------------- bad input to the drawing helpers
+
+class _Items:
+    def __init__(self, image):
+        self.image = image
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        return self.image, 0
+
+
+@pytest.mark.parametrize("image, with_preprocess, error, match", [
+    (torch.zeros(3, 112, 112, dtype=torch.uint8), True, TypeError,
+     r"dataset\[0\]\[0\] must be a float tensor of pixels in \[0, 1\]; got dtype torch\.uint8\. Convert"),
+    (torch.full((3, 112, 112), 128.0), True, ValueError, r"dataset\[0\]\[0\] must be pixels in \[0, 1\]"),
+    (torch.full((3, 112, 112), float("nan")), True, ValueError, r"dataset\[0\]\[0\] holds NaN or infinite values"),
+    (torch.full((3, 112, 112), float("nan")), False, ValueError, r"dataset\[0\]\[0\] holds NaN or infinite values"),
+    (torch.zeros(1, 112, 112), True, ValueError, r"dataset\[0\]\[0\] must be one image \(3, H, W\)"),
+    ([[0.5]], True, TypeError, r"dataset\[0\]\[0\] must be a torch\.Tensor"),
+])
+def test_deconv_view_refuses_a_data_set_of_bad_images(teaching, image, with_preprocess, error, match):
+    model, preprocess, _ = teaching
+    with pytest.raises(error, match=match):
+        widgets.deconv_view(model, preprocess if with_preprocess else None, _Items(image), 1, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def two_views(teaching):
+    model, preprocess, val = teaching
+    image, label = val[11]
+    return (widgets.deconv_view(model, preprocess, val, 2, 30, 11),
+            widgets.occlusion_view(model, image, label, 16, 4, (40, 52), preprocess=preprocess))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"classes": ["a"]}, ValueError, r"classes must name every class the figure shows: it has 1 names, but class"),
+    ({"classes": "abc"}, TypeError, r"classes must be a list of class names \(or None\); got str"),
+    ({"size": 0}, ValueError, r"size must be a figure height in inches, a number > 0; got 0"),
+    ({"size": float("nan")}, ValueError, r"size must be a figure height in inches"),
+    ({"size": "2"}, ValueError, r"size must be a figure height in inches"),
+])
+def test_show_view_and_show_occlusion_bad_arguments(two_views, kwargs, error, match):
+    deconv_view, occlusion_view = two_views
+    with pytest.raises(error, match=match):
+        widgets.show_view(deconv_view, **kwargs)
+    with pytest.raises(error, match=match):
+        widgets.show_occlusion(occlusion_view, **kwargs)
+    assert not matplotlib.pyplot.get_fignums()
+
+
+@pytest.mark.parametrize("box", [(1, 2, 3), (0, 0, 5, 5, 5), None, (0, 0, float("nan"), 4), (5, 0, 1, 4), "abcd"])
+def test_draw_box_bad_box(box):
+    fig, ax = matplotlib.pyplot.subplots()
+    try:
+        with pytest.raises(ValueError, match=r"box must be"):
+            widgets.draw_box(ax, box)
+        assert not ax.patches
+    finally:
+        matplotlib.pyplot.close(fig)

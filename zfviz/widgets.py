@@ -11,8 +11,12 @@ draws the result. (Python callbacks need a running kernel: on the static web pag
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import math
+import numbers
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -45,6 +49,40 @@ def _check_preprocess(preprocess) -> None:
                         f"got {type(preprocess).__name__}")
 
 
+def _check_picture(name: str, image, pixels: bool) -> None:
+    """A finite float tensor (3, H, W); in [0, 1] when ``pixels`` (it goes through ``preprocess`` or is shown)."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (3, H, W); got {type(image).__name__}")
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"{name} must be one image (3, H, W); got shape {tuple(image.shape)}")
+    if not image.is_floating_point():
+        raise TypeError(f"{name} must be a float tensor{' of pixels in [0, 1]' if pixels else ''}; got dtype "
+                        f"{image.dtype}" + (". Convert 0-255 pixels with image.float() / 255" if pixels else ""))
+    lo, hi = torch.stack([image.detach().min(), image.detach().max()]).float().tolist()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} holds NaN or infinite values")
+    if pixels and (lo < -1e-3 or hi > 1 + 1e-3):
+        raise ValueError(f"{name} must be pixels in [0, 1] (it goes through preprocess); got values in "
+                         f"[{lo:.4g}, {hi:.4g}]" + (" (0-255 pixels? divide by 255)" if 0 <= lo and hi <= 255 else ""))
+
+
+def _check_classes(classes, needed: int) -> None:
+    """``classes`` (or None) must name classes 0..needed-1."""
+    if classes is None:
+        return
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+        raise TypeError(f"classes must be a list of class names (or None); got {type(classes).__name__}")
+    if len(classes) < needed:
+        raise ValueError(f"classes must name every class the figure shows: it has {len(classes)} names, "
+                         f"but class {needed - 1} is shown")
+
+
+def _check_size(size) -> float:
+    if isinstance(size, bool) or not isinstance(size, numbers.Real) or not 0 < size < math.inf:
+        raise ValueError(f"size must be a figure height in inches, a number > 0; got {size!r}")
+    return float(size)
+
+
 def deconv_view(model: nn.Module, preprocess, dataset, layer: int, channel: int, index: int) -> dict:
     """Everything one view of the explorer shows: image ``index``, its strongest unit in map ``channel`` of ``layer``,
     that unit's deconvnet projection and its receptive field. A pure function: nothing is drawn or stored.
@@ -68,6 +106,7 @@ def deconv_view(model: nn.Module, preprocess, dataset, layer: int, channel: int,
     _check_preprocess(preprocess)
     _check_index(index, dataset)
     image, label = dataset[index]                                     # (3, H, W) in [0, 1]
+    _check_picture(f"dataset[{index}][0]", image, pixels=preprocess is not None)
     x = image.unsqueeze(0)                                            # (1, 3, H, W)
     with torch.no_grad():
         x = preprocess(x) if preprocess is not None else x
@@ -96,6 +135,8 @@ def show_view(view: dict, classes=None, size: float = 2.6):
     keys = {"image", "projection", "box", "activation", "layer", "channel", "index", "label"}
     if not isinstance(view, dict) or not keys <= view.keys():
         raise TypeError("view must be the dict that zfviz.widgets.deconv_view returns")
+    _check_classes(classes, int(view["label"]) + 1)
+    size = _check_size(size)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size, size + 0.35))
     name = classes[view["label"]] if classes is not None else f"label {view['label']}"
     titles = [f"image {view['index']} ({name})",
@@ -115,7 +156,12 @@ def draw_box(ax, box, color: str = "#FFB000", lw: float = 1.5) -> None:
 
     Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
     """
-    y0, x0, y1, x1 = box
+    try:
+        y0, x0, y1, x1 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise ValueError(f"box must be 4 numbers (y0, x0, y1, x1); got {box!r}") from None
+    if not all(math.isfinite(v) for v in (y0, x0, y1, x1)) or y1 < y0 or x1 < x0:
+        raise ValueError(f"box must be (y0, x0, y1, x1), finite, with y0 <= y1 and x0 <= x1; got {box!r}")
     ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=color, lw=lw))
 
 
@@ -196,7 +242,8 @@ class OcclusionView:
     network sees it; ``prob_map`` (ny, nx): P(target) per position at stride ``map_stride`` (``stride``, or a
     multiple of it when ``coarse``); ``prob``, ``top_class``, ``top_prob``: P(target), the most probable class and
     its probability with the square at ``position``; ``image_prob``: P(target) without a square; ``size``,
-    ``stride``, ``target``, ``fill`` as asked. ``extent`` places the map over the image for ``imshow``.
+    ``stride``, ``target``, ``fill`` as asked; ``num_classes``: how many classes the model has (None when not
+    known). ``extent`` places the map over the image for ``imshow``.
     """
     image: torch.Tensor
     prob_map: torch.Tensor
@@ -211,6 +258,7 @@ class OcclusionView:
     target: int
     fill: float
     coarse: bool
+    num_classes: int | None = None
 
     @property
     def extent(self) -> tuple[float, float, float, float]:
@@ -245,8 +293,11 @@ def occlusion_view(model: nn.Module, image: torch.Tensor, target: int, size: int
         coarse: map at the smallest multiple of ``stride`` that has at most ``COARSE_POSITIONS`` (100) positions:
             a quick preview while a slider moves.
         preprocess: maps (N, 3, H, W) in [0, 1] to the model's input (``zfviz.data.Preprocess``), or None.
-        cache: a dict the caller keeps between calls for one model and image (the explorer does): a map already
-            computed for this (size, stride, fill, target) is reused, so moving the square costs one forward pass.
+        cache: a dict the caller keeps between calls (the explorer does): a map already computed for this model
+            input (the preprocessed image's values, not the object), these weights and train/eval modes, and this
+            (size, stride, fill, target) is reused, so moving the square costs one forward pass. One cache may
+            serve many images and models; editing an image or the weights in place makes a fresh map. (A model
+            whose output changes other than through its parameters, buffers or modes needs a fresh cache.)
     Returns:
         :class:`OcclusionView`. ``image`` is ``preprocess.inverse`` of the occluded input clipped to [0, 1]
         (without ``preprocess``: the occluded input clipped; without an ``inverse``: the square painted grey 0.5).
@@ -257,25 +308,29 @@ def occlusion_view(model: nn.Module, image: torch.Tensor, target: int, size: int
         raise TypeError(f"cache must be a dict kept by the caller between calls, or None; got {type(cache).__name__}")
     occlusion._check_image(image)
     _check_preprocess(preprocess)
+    _check_picture("image", image, pixels=preprocess is not None)
     with torch.no_grad():
         x = preprocess(image.unsqueeze(0))[0] if preprocess is not None else image   # (3, H, W) the model's input
     size, stride = occlusion._check_geometry(x, size, stride)
     fill = occlusion._check_fill(fill)
+    if not math.isfinite(fill):
+        raise ValueError(f"fill must be a finite number (the occluder's value in the model's input space); got {fill}")
     occluded = occlusion.occlude(x, position, size, fill)                 # checks the position
     device = deconv._device(model, x)
     with torch.no_grad():
         probs = model(occluded.unsqueeze(0).to(device)).softmax(dim=1)    # (1, K): the one pass a move costs
     target = occlusion._check_target(target, probs)
     map_stride = _coarse_stride(*x.shape[-2:], size, stride) if coarse else stride
-    key = (id(model), id(image), id(preprocess), size, map_stride, fill, target)
+    key = None if cache is None else (_model_key(model), _tensor_key(x), size, map_stride, fill, target)
     if cache is None or key not in cache:
         prob_map = occlusion.occlusion_map(model, x, target, size, map_stride, fill)
         with torch.no_grad():
             image_prob = float(model(x.unsqueeze(0).to(device)).softmax(dim=1)[0, target])
         if cache is not None:
-            cache[key] = (prob_map, image_prob)
+            # The entry holds the model: while it lives, no other object can get the id the key holds.
+            cache[key] = (prob_map, image_prob, model)
     else:
-        prob_map, image_prob = cache[key]
+        prob_map, image_prob, _ = cache[key]
     with torch.no_grad():
         if preprocess is None:
             picture = occluded.clamp(0, 1)
@@ -287,7 +342,25 @@ def occlusion_view(model: nn.Module, image: torch.Tensor, target: int, size: int
     y, x_ = (int(v) for v in position)
     return OcclusionView(picture.cpu(), prob_map.cpu(), map_stride, (y, x_), float(probs[0, target]),
                          int(top_class), float(top_prob), image_prob, size, stride, target, fill,
-                         map_stride != stride)
+                         map_stride != stride, probs.shape[1])
+
+
+def _tensor_key(t: torch.Tensor) -> tuple:
+    """The values of a tensor (not the object: ids are reused, tensors are edited in place): shape, dtype, digest."""
+    raw = t.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy()
+    return tuple(t.shape), str(t.dtype), hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def _model_key(model: nn.Module) -> tuple:
+    """The model object (the cache entry keeps it alive, so its id is not reused) and the state its output depends
+    on: a CRC-32 of every parameter and buffer (about 1 ms for the teaching ZFNet's 7.5 MB), their shapes and
+    dtypes, and each module's train/eval mode."""
+    tensors = [*model.parameters(), *model.buffers()]
+    crc = 0
+    for t in tensors:
+        crc = zlib.crc32(t.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy(), crc)
+    return (id(model), crc, tuple((tuple(t.shape), str(t.dtype)) for t in tensors),
+            tuple(m.training for m in model.modules()))
 
 
 class _OcclusionFigure:
@@ -308,6 +381,7 @@ class _OcclusionFigure:
     def update(self, view: OcclusionView):
         if not isinstance(view, OcclusionView):
             raise TypeError("view must be the OcclusionView that zfviz.widgets.occlusion_view returns")
+        _check_classes(self.classes, max(view.target, view.top_class) + 1)
         height, width = view.image.shape[-2:]
         y, x = view.position
         centre = (x + (view.size - 1) / 2, y + (view.size - 1) / 2)
@@ -345,10 +419,11 @@ def show_occlusion(view: OcclusionView, classes=None, size: float = 2.6):
     Explained in the chapter "Occlusion sensitivity" (book/occlusion).
     ``classes`` (optional) names the classes. Returns the matplotlib figure (2 panels, about ``2 * size`` inches wide).
     """
+    size = _check_size(size)
     fig = plt.figure(figsize=(2 * size + 0.5, size + 0.6), layout="constrained")
     try:
         _OcclusionFigure(fig, classes).update(view)
-    except TypeError:
+    except (TypeError, ValueError):
         plt.close(fig)
         raise
     return fig
@@ -367,11 +442,14 @@ class OcclusionExplorer(widgets.VBox):
 
     def __init__(self, model, image, target: int, size: int = 16, stride: int = 4, position=(0, 0),
                  fill: float = 0.0, preprocess=None, classes=None, refine_delay: float = 0.3):
-        if isinstance(refine_delay, bool) or not isinstance(refine_delay, (int, float)) or not refine_delay >= 0:
+        if (isinstance(refine_delay, bool) or not isinstance(refine_delay, numbers.Real)
+                or not 0 <= refine_delay < math.inf):
             raise ValueError(f"refine_delay must be a number of seconds >= 0; got {refine_delay!r}")
+        _check_classes(classes, 0)
         self.cache: dict = {}
         # Validates every argument up front, and fills the cache with the starting map.
         self.view = occlusion_view(model, image, target, size, stride, position, fill, False, preprocess, self.cache)
+        _check_classes(classes, self.view.num_classes)
         self._args = (model, image, self.view.target)
         self._fill, self._preprocess, self._delay = self.view.fill, preprocess, float(refine_delay)
         self._busy, self._pending, self._timer = False, False, None
