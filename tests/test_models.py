@@ -139,18 +139,59 @@ def test_paper_initialisation():
     assert abs(m.conv2.weight.std().item() - (2 / fan_in) ** 0.5) < 0.05 * (2 / fan_in) ** 0.5
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"width": 0}, "width must be a number > 0"),
-    ({"width": -0.5}, "width must be a number > 0"),
-    ({"width": "big"}, "width must be a number > 0"),
-    ({"num_classes": 0}, "num_classes must be a positive int"),
-    ({"input_size": 40}, "input_size=40 is too small for zfnet.*smallest input it accepts is 63"),
-    ({"input_size": 62}, "too small"),
-    ({"input_size": 112.0}, "input_size must be a positive int"),
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("build", [zfnet, alexnet_single])
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"width": 0}, ValueError, "width must be a finite number > 0"),
+    ({"width": -0.5}, ValueError, "width must be a finite number > 0"),
+    ({"width": NAN}, ValueError, "width must be a finite number > 0.*got nan"),
+    ({"width": float("inf")}, ValueError, "width must be a finite number > 0.*got inf"),
+    ({"width": "big"}, TypeError, r"width must be a number > 0.*'big' \(str\)"),
+    ({"width": True}, TypeError, r"width must be a number > 0.*True \(bool\)"),
+    ({"width": torch.tensor(0.5)}, TypeError, "width must be a number > 0.*Tensor"),
+    ({"width": 0.001}, ValueError, r"width=0\.001 is too narrow: conv1 would get 0 channel.*smallest width .* is 0\.015625"),
+    ({"width": 0.01}, ValueError, r"width=0\.01 is too narrow: conv1 would get 1 channel.*at least 2"),
+    ({"width": 0.0156}, ValueError, r"smallest width for these layer sizes is 0\.015625"),
+    ({"num_classes": 0}, ValueError, "num_classes must be a positive int, got 0"),
+    ({"num_classes": -1}, ValueError, "num_classes must be a positive int, got -1"),
+    ({"num_classes": True}, TypeError, r"num_classes must be a positive int, got True \(bool\)"),
+    ({"num_classes": 10.0}, TypeError, r"num_classes must be a positive int, got 10\.0 \(float\)"),
+    ({"num_classes": NAN}, TypeError, r"num_classes must be a positive int, got nan"),
+    ({"num_classes": "10"}, TypeError, r"num_classes must be a positive int, got '10'"),
+    ({"input_size": 40}, ValueError, "input_size=40 is too small for .*smallest input it accepts is"),
+    ({"input_size": 0}, ValueError, "input_size must be a positive int"),
+    ({"input_size": 112.0}, TypeError, r"input_size must be a positive int.*112.0 \(float\)"),
+    ({"input_size": NAN}, TypeError, "input_size must be a positive int.*nan"),
+    ({"input_size": True}, TypeError, "input_size must be a positive int.*True"),
+    ({"fc_units": True}, TypeError, "fc_units must be a positive int"),
+    ({"fc_units": 2048.0}, TypeError, "fc_units must be a positive int"),
+    ({"conv_channels": 96}, TypeError, "conv_channels must be 5 positive ints"),
+    ({"conv_channels": "abcde"}, TypeError, "conv_channels must be 5 positive ints"),
+    ({"conv_channels": (96.0, 256, 384, 384, 256)}, TypeError, "conv_channels must be 5 positive ints"),
+    ({"conv_channels": (96, 256, 384, 384, 0)}, ValueError, "conv_channels must be 5 positive ints"),
+    ({"conv_channels": (96, 256, 384, 384, 4), "width": 0.25}, ValueError, "conv5 would get 1 channel"),
+    ({"fc_units": 4, "width": 0.25}, ValueError, "fc6 would get 1 channel"),
+    ({"drop": (3.0, 4.0)}, TypeError, r"drop must hold layer numbers \(ints\)"),
+    ({"drop": [True]}, TypeError, r"drop must hold layer numbers \(ints\)"),
+    ({"lrn_before_pool": 1}, TypeError, "lrn_before_pool must be True or False"),
 ])
-def test_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        zfnet(**kwargs)
+def test_bad_arguments(build, kwargs, exc, match):
+    with torch.device("meta"), pytest.raises(exc, match=match):
+        build(**kwargs)
+
+
+def test_numpy_numbers_are_accepted_as_python_ones():
+    import numpy as np
+    m = zfnet(np.int64(3), np.float64(0.125), np.int64(64), fc_units=np.int64(512))
+    assert m.config == {"arch": "zfnet", "num_classes": 3, "width": 0.125, "input_size": 64, "fc_units": 512}
+    assert type(m.config["num_classes"]) is int and type(m.config["input_size"]) is int
+
+
+def test_the_narrowest_width_is_accepted():
+    m = zfnet(num_classes=3, width=0.015625, input_size=64)
+    assert m.conv1.out_channels == 2 and m.fc6.out_features == 64
 
 
 def test_smallest_input_is_accepted():
@@ -164,6 +205,58 @@ def test_build_model_by_name():
         "arch": "alexnet_single", "num_classes": 5, "width": 0.1, "input_size": 112}
     with pytest.raises(ValueError, match="unknown architecture 'vgg'.*alexnet_single.*zfnet"):
         build_model("vgg")
+
+
+@pytest.mark.parametrize("arch, exc, match", [
+    ("vgg", ValueError, "unknown architecture 'vgg'.*alexnet_single.*zfnet"),
+    (None, TypeError, "arch must be a name, one of"),
+    (["zfnet"], TypeError, "arch must be a name, one of"),
+])
+def test_build_model_bad_arch(arch, exc, match):
+    with pytest.raises(exc, match=match):
+        build_model(arch)
+
+
+def _small():
+    return zfnet(num_classes=3, width=0.125, input_size=64)
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda: layer_table(_small(), 0), ValueError, "input_size must be a positive int"),
+    (lambda: layer_table(_small(), -3), ValueError, "input_size must be a positive int"),
+    (lambda: layer_table(_small(), 64.0), TypeError, r"input_size must be a positive int.*64\.0 \(float\)"),
+    (lambda: layer_table(_small(), NAN), TypeError, "input_size must be a positive int.*nan"),
+    (lambda: layer_table(_small(), True), TypeError, "input_size must be a positive int.*True"),
+    (lambda: layer_table(_small(), "64"), TypeError, "input_size must be a positive int"),
+    (lambda: layer_table(_small(), 40), ValueError, "input_size=40 is too small for this zfnet.*smallest input it accepts is 63"),
+    (lambda: layer_table(alexnet_single(3, 0.125, 64), 50), ValueError, "too small for this alexnet_single.*is 51"),
+    (lambda: layer_table(nn.Sequential(nn.Conv2d(3, 4, 9)), 5), ValueError, "input_size=5 does not fit this model: layer 0"),
+    (lambda: layer_table("zfnet"), TypeError, "model must be a torch.nn.Module"),
+    (lambda: flops(None), TypeError, "model must be a torch.nn.Module"),
+    (lambda: flops(_small(), 40), ValueError, "input_size=40 is too small"),
+    (lambda: flops(_small(), 2.5), TypeError, "input_size must be a positive int"),
+    (lambda: init_paper_(_small(), 0), ValueError, "std must be a finite number > 0"),
+    (lambda: init_paper_(_small(), -0.01), ValueError, "std must be a finite number > 0"),
+    (lambda: init_paper_(_small(), NAN), ValueError, "std must be a finite number > 0.*nan"),
+    (lambda: init_paper_(_small(), float("inf")), ValueError, "std must be a finite number > 0.*inf"),
+    (lambda: init_paper_(_small(), True), TypeError, "std must be a number"),
+    (lambda: init_paper_(_small(), "0.01"), TypeError, "std must be a number"),
+    (lambda: init_paper_(None), TypeError, "model must be a torch.nn.Module"),
+    (lambda: init_kaiming_([nn.Linear(2, 2)]), TypeError, "model must be a torch.nn.Module"),
+])
+def test_table_flops_and_init_refuse_bad_arguments(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_init_leaves_bias_free_layers_alone_and_keeps_the_built_size():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.Linear(4, 2, bias=False))
+    init_paper_(m)
+    init_kaiming_(m)
+    assert m[0].bias is None
+    small = _small()
+    assert layer_table(small)[0].out_shape == (12, 30, 30)     # its own input_size, 64, by default
+    assert flops(small) == flops(small, 64)
 
 
 @pytest.mark.parametrize("build, size", [(zfnet, 224), (alexnet_single, 224), (lambda: zfnet(10, 0.25, 112), 112)])
@@ -339,6 +432,8 @@ def test_pytorchcv_state_dict_errors_name_what_is_wrong():
     from zfviz.models import zfnet_from_pytorchcv
     with pytest.raises(TypeError, match="mapping"):
         zfnet_from_pytorchcv([1, 2])
+    with pytest.raises(TypeError, match="strict must be True or False"):
+        zfnet_from_pytorchcv({}, strict="no")
     with pytest.raises(ValueError, match="missing"):
         zfnet_from_pytorchcv({"features.stage1.unit1.conv.weight": torch.zeros(96, 3, 7, 7)})
     from pytorchcv.model_provider import get_model
@@ -389,3 +484,4 @@ def test_pretrained_zfnet_is_opt_in_and_checks_what_it_downloads(tmp_path, monke
     assert torch.allclose(preprocess(torch.full((1, 3, 224, 224), 0.485))[0, 0], torch.zeros(224, 224), atol=1e-6)
     with pytest.raises(TypeError, match="download"):
         models.pretrained_zfnet(download="yes", root=root)
+

@@ -9,6 +9,7 @@ the network backwards. Departures from the paper are named where they happen.
 from __future__ import annotations
 
 import math
+import numbers
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,17 +31,51 @@ _ALEX_CONVS = [(96, 11, 4, 2, True, True), (256, 5, 1, 2, True, True),
                (384, 3, 1, 1, False, False), (384, 3, 1, 1, False, False), (256, 3, 1, 1, True, False)]
 
 
+MIN_CHANNELS = 2   # a layer of one feature map (or none) is no network: width may not shrink any layer below this
+
+
 def _scaled(n: int, width: float) -> int:
-    return max(1, int(round(n * width)))
+    return int(round(n * width))
 
 
-def _check_args(num_classes, width, input_size) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-        raise ValueError(f"width must be a number > 0 (1.0 is the paper's size), got {width!r}")
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-        raise ValueError(f"input_size must be a positive int (224 in the paper), got {input_size!r}")
+def _is_int(value) -> bool:
+    """An int (Python's or numpy's), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _positive_int(name: str, value, why: str = "") -> int:
+    """``value`` as an int >= 1; TypeError for anything not an int (bools and floats like 112.0 included)."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be a positive int{why}, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int{why}, got {value!r}")
+    return int(value)
+
+
+def _check_args(num_classes, width, input_size) -> tuple[int, float, int]:
+    num_classes = _positive_int("num_classes", num_classes)
+    if isinstance(width, bool) or not isinstance(width, numbers.Real):
+        raise TypeError(f"width must be a number > 0 (1.0 is the paper's size), got {width!r} "
+                        f"({type(width).__name__})")
+    if not 0 < width < math.inf:
+        raise ValueError(f"width must be a finite number > 0 (1.0 is the paper's size), got {width!r}")
+    input_size = _positive_int("input_size", input_size, " (224 in the paper)")
+    return num_classes, float(width), input_size
+
+
+def _check_width(width: float, sizes: dict[str, int]) -> None:
+    """Every layer in ``sizes`` (name -> channels before width) must keep at least MIN_CHANNELS after width."""
+    narrow = {name: _scaled(n, width) for name, n in sizes.items() if _scaled(n, width) < MIN_CHANNELS}
+    if not narrow:
+        return
+    smallest = (MIN_CHANNELS - 0.5) / min(sizes.values())
+    smallest = math.ceil(smallest * 1e6) / 1e6
+    while any(_scaled(n, smallest) < MIN_CHANNELS for n in sizes.values()):
+        smallest += 1e-6
+    name, k = next(iter(narrow.items()))
+    raise ValueError(f"width={width!r} is too narrow: {name} would get {k} channel(s) ({sizes[name]} x {width!r}, "
+                     f"rounded); every layer needs at least {MIN_CHANNELS}, so the smallest width for these layer "
+                     f"sizes is {smallest:.6g} (0.25 is the book's teaching net, 1.0 the paper's)")
 
 
 def _conv_out(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -69,6 +104,20 @@ def _final_size(convs, size: int) -> int | None:
     return size
 
 
+def _smallest_input(convs) -> int:
+    """The smallest square input side that leaves every layer of ``convs`` some output."""
+    return next(n for n in range(1, 4096) if _final_size(convs, n))
+
+
+def _convs_of(config: dict) -> list | None:
+    """The conv specs of a network built by this module, from its ``config``; None for other models."""
+    base = {"zfnet": _ZF_CONVS, "alexnet_single": _ALEX_CONVS}.get(config.get("arch"))
+    if base is None:
+        return None
+    drop = set(config.get("drop", ()))
+    return [spec for i, spec in enumerate(base, start=1) if i not in drop]
+
+
 _PAPER_CHANNELS = (96, 256, 384, 384, 256)
 _DROPPABLE = (3, 4, 6, 7)
 
@@ -77,27 +126,32 @@ def _check_variant(drop, fc_units, conv_channels) -> tuple[tuple[int, ...], int,
     """Validate the size-ablation options (§5.1) up front; returns them normalised."""
     if isinstance(drop, (str, bytes)) or not hasattr(drop, "__iter__"):
         raise TypeError(f"drop must be a collection of layer numbers from {_DROPPABLE}, got {drop!r}")
-    drop = tuple(sorted(set(drop)))
-    if any(isinstance(d, bool) or d not in _DROPPABLE for d in drop):
+    drop = tuple(drop)
+    if not all(_is_int(d) for d in drop):
+        raise TypeError(f"drop must hold layer numbers (ints) from {_DROPPABLE}, got {drop!r}")
+    drop = tuple(sorted({int(d) for d in drop}))
+    if any(d not in _DROPPABLE for d in drop):
         raise ValueError(f"drop may hold the layers {_DROPPABLE} (the paper's ablations remove 3-4, 7 or "
                          f"6-7), got {drop!r}")
     if 6 in drop and 7 not in drop:
         raise ValueError("drop=(6,) would leave layer 7 without its input; remove 7 alone or 6 and 7")
     if (3 in drop) != (4 in drop):
         raise ValueError(f"the paper removes conv layers 3 and 4 together; drop holds {drop!r}")
-    if isinstance(fc_units, bool) or not isinstance(fc_units, int) or fc_units < 1:
-        raise ValueError(f"fc_units must be a positive int (4096 in the paper, before width), got {fc_units!r}")
+    fc_units = _positive_int("fc_units", fc_units, " (4096 in the paper, before width)")
+    why = f"conv_channels must be 5 positive ints (the paper's {_PAPER_CHANNELS}, before width)"
+    if isinstance(conv_channels, (str, bytes)) or not hasattr(conv_channels, "__iter__"):
+        raise TypeError(f"{why}, got {conv_channels!r}")
     conv_channels = tuple(conv_channels)
-    if len(conv_channels) != 5 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1
-                                      for c in conv_channels):
-        raise ValueError(f"conv_channels must be 5 positive ints (the paper's {_PAPER_CHANNELS}, before "
-                         f"width), got {conv_channels!r}")
-    return drop, fc_units, conv_channels
+    if not all(_is_int(c) for c in conv_channels):
+        raise TypeError(f"{why}, got {conv_channels!r}")
+    if len(conv_channels) != 5 or any(c < 1 for c in conv_channels):
+        raise ValueError(f"{why}, got {conv_channels!r}")
+    return drop, fc_units, tuple(int(c) for c in conv_channels)
 
 
 def _build(convs, arch: str, num_classes: int, width: float, input_size: int, drop=(),
            fc_units: int = 4096, conv_channels=_PAPER_CHANNELS, lrn_before_pool: bool = False) -> nn.Sequential:
-    _check_args(num_classes, width, input_size)
+    num_classes, width, input_size = _check_args(num_classes, width, input_size)
     drop, fc_units, conv_channels = _check_variant(drop, fc_units, conv_channels)
     if not isinstance(lrn_before_pool, bool):
         raise TypeError(f"lrn_before_pool must be True or False, got {lrn_before_pool!r}")
@@ -105,11 +159,14 @@ def _build(convs, arch: str, num_classes: int, width: float, input_size: int, dr
     # means the same thing in every variant.
     convs = [(i, (c,) + spec[1:]) for i, (c, spec) in enumerate(zip(conv_channels, convs), start=1)
              if i not in drop]
+    sizes = {f"conv{i}": spec[0] for i, spec in convs}
+    sizes.update({f"fc{i}": fc_units for i in (6, 7) if i not in drop})
+    _check_width(width, sizes)
     side = _final_size([spec for _, spec in convs], input_size)
     if side is None:
-        smallest = next(n for n in range(1, 1024) if _final_size([spec for _, spec in convs], n))
         raise ValueError(f"input_size={input_size} is too small for {arch}: the feature maps shrink to "
-                         f"nothing before fc6; the smallest input it accepts is {smallest} (224 in the paper)")
+                         f"nothing before fc6; the smallest input it accepts is "
+                         f"{_smallest_input([spec for _, spec in convs])} (224 in the paper)")
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     in_ch = 3
     for i, (out, k, s, p, pool, norm) in convs:
@@ -203,6 +260,8 @@ def build_model(arch: str, num_classes: int = 1000, width: float = 1.0, input_si
     Explained in the chapter "The network". ``variant`` passes the size-ablation options (``drop``,
     ``fc_units``, ``conv_channels``; chapter "Experiments") and ``lrn_before_pool`` on to :func:`zfnet`.
     """
+    if not isinstance(arch, str):
+        raise TypeError(f"arch must be a name, one of {sorted(ARCHITECTURES)}; got {arch!r}")
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
     unknown = set(variant) - {"drop", "fc_units", "conv_channels", "lrn_before_pool"}
@@ -217,12 +276,24 @@ def init_paper_(model: nn.Module, std: float = 0.01) -> nn.Module:
     """The paper's initialisation (§3): every weight N(0, std^2) with std = 0.01, every bias 0.
 
     Explained in the chapter "The network" (and why it stalls a narrow net, in "Training ZFNet").
+    ``std`` must be a finite number > 0 (0 would zero every weight: a network that cannot learn).
     """
+    _check_module(model)
+    if isinstance(std, bool) or not isinstance(std, numbers.Real):
+        raise TypeError(f"std must be a number (0.01 in the paper), got {std!r} ({type(std).__name__})")
+    if not 0 < std < math.inf:
+        raise ValueError(f"std must be a finite number > 0 (0.01 in the paper), got {std!r}")
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            m.weight.normal_(0.0, std)
-            m.bias.zero_()
+            m.weight.normal_(0.0, float(std))
+            if m.bias is not None:
+                m.bias.zero_()
     return model
+
+
+def _check_module(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (e.g. zfviz.models.zfnet()), got {type(model).__name__}")
 
 
 @torch.no_grad()
@@ -233,10 +304,12 @@ def init_kaiming_(model: nn.Module) -> nn.Module:
     so the logits start near zero and gradients vanish; scaling by fan-in keeps it near 1.
     Explained in the chapter "The network" (and measured in "Training ZFNet").
     """
+    _check_module(model)
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            m.bias.zero_()
+            if m.bias is not None:
+                m.bias.zero_()
     return model
 
 
@@ -260,17 +333,34 @@ def layer_table(model: nn.Module, input_size: int | None = None) -> list[LayerIn
     Explained in the chapter "The network". Receptive field r and jump j follow the usual recursion
     r <- r + (k - 1) * j, j <- j * s for every conv or pool with kernel k and stride s; ReLU and
     contrast normalisation change neither. Shapes come from a real forward pass of a zero image.
+    ``input_size`` (default: the one the model was built for, else 224) must be an int the network
+    accepts (``ValueError`` naming the smallest one otherwise).
     """
+    _check_module(model)
     if not any(isinstance(m, nn.Conv2d) for m in model.children()):
         raise ValueError("the model has no Conv2d child; layer_table walks conv networks only")
+    config = getattr(model, "config", None)
+    config = config if isinstance(config, dict) else {}
     if input_size is None:
-        input_size = getattr(model, "config", {}).get("input_size", 224)
+        input_size = config.get("input_size", 224)
+    input_size = _positive_int("input_size", input_size, " (the side of the square input in pixels)")
+    convs = _convs_of(config)
+    if convs is not None and _final_size(convs, input_size) is None:
+        raise ValueError(f"input_size={input_size} is too small for this {config['arch']}: the feature maps "
+                         f"shrink to nothing before fc6; the smallest input it accepts is {_smallest_input(convs)}")
     rows = []
     r, j = 1, 1
-    x = torch.zeros(1, 3, input_size, input_size)
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, 3, input_size, input_size,
+                    device=param.device if param is not None else None,
+                    dtype=param.dtype if param is not None and param.is_floating_point() else None)
     with torch.no_grad():
         for name, m in model.named_children():
-            x = m(x)
+            try:
+                x = m(x)
+            except RuntimeError as e:      # a model of another kind: name the layer that ran out of input
+                raise ValueError(f"input_size={input_size} does not fit this model: layer {name} fails on "
+                                 f"input {tuple(x.shape[1:])} ({e})") from e
             if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
                 k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
                 s = m.stride if isinstance(m.stride, int) else m.stride[0]
@@ -287,8 +377,9 @@ def flops(model: nn.Module, input_size: int | None = None) -> int:
     Explained in the chapter "Training ZFNet" (how far a GPU run is from the chip's peak). A training
     step costs about 3x this per image (forward, and a backward pass twice as long). ReLU, pooling and
     normalisation are left out: they are a rounding error next to the matrix products. ZFNet at 224 px:
-    about 2.3 GFLOPs.
+    about 2.3 GFLOPs. ``input_size`` as for :func:`layer_table`.
     """
+    _check_module(model)
     total = 0
     for row, m in zip(layer_table(model, input_size), model.children()):
         if isinstance(m, nn.Conv2d):
@@ -401,6 +492,8 @@ def zfnet_from_pytorchcv(state_dict, strict: bool = True) -> nn.Sequential:
     """
     if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
         raise TypeError(f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
     ours_of = {f"{theirs}.{p}": f"{ours}.{p}" for ours, theirs in _PYTORCHCV_NAMES.items()
                for p in ("weight", "bias")}
     missing, unexpected = sorted(set(ours_of) - set(state_dict)), sorted(set(state_dict) - set(ours_of))
