@@ -22,13 +22,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from zfviz.data import sha256_file  # noqa: E402
+from zfviz.models import load_shipped_checkpoint  # noqa: E402
 from zfviz.train import load_checkpoint  # noqa: E402
 
 
 def main(run: str, command: str) -> None:
     weights = ROOT / "data" / "weights"
     rerun, _, _ = load_checkpoint(Path(run) / "last.pt")
-    shipped, _, _ = load_checkpoint(weights / "zfnet_teaching.pt")
+    shipped, _, _ = load_shipped_checkpoint("weights/zfnet_teaching.pt")   # checked against MANIFEST.tsv
     for (name, a), (_, b) in zip(rerun.state_dict().items(), shipped.state_dict().items()):
         if not torch.equal(a, b):
             raise SystemExit(f"the re-run's {name} differs from the shipped weights: not the same training run")

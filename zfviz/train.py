@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import numbers
 import os
 import random
+import re
+import shlex
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -31,7 +34,7 @@ from . import data as zdata
 from .models import build_model, init_kaiming_, init_paper_
 
 __all__ = ["TrainConfig", "train", "train_step", "evaluate", "snapshot_epochs", "PAPER_SNAPSHOT_EPOCHS", "renormalize_filters_", "save_checkpoint",
-           "load_checkpoint", "pick_device", "CheckpointError"]
+           "load_checkpoint", "pick_device", "CheckpointError", "RESUME_CHANGEABLE"]
 
 CHECKPOINT_FORMAT = "zfviz-checkpoint-1"
 PAPER_SNAPSHOT_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)   # Fig. 4 shows these epochs of a 70-epoch run
@@ -73,8 +76,9 @@ class TrainConfig:
     seed: int = _opt(0, "seeds torch, numpy and random, hence the weights and the data order")
     device: str = _opt("auto", "auto = cuda, then mps, then cpu (printed); cuda, mps or cpu: "
                                 "an error if absent, never a silent fall-back")
-    out: str = _opt("runs/zfnet", "folder for the checkpoints (last.pt, best.pt, each with its sha256) "
-                                  "and history.json")
+    out: str = _opt("runs/zfnet", "folder for the checkpoints (last.pt after every epoch; best.pt, the epoch "
+                                  "of best validation accuracy; each with its .sha256), history.json and "
+                                  "snapshots.pt")
     checkpoint_every: int = _opt(0, "also write last.pt every N steps inside an epoch (0: at epoch ends only)")
     dropout: float = _opt(0.5, "paper, fc6 and fc7; 0 makes runs comparable across process counts")
     amp: str = _opt("none", '"bf16": autocast the forward pass to bfloat16 (GPUs; ~no accuracy cost)')
@@ -86,29 +90,66 @@ class TrainConfig:
     conv_channels: str = _opt("", '§5.1: five conv widths before width, e.g. "96,256,512,1024,512"; "" = paper')
 
     def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field (types, ranges, the lists inside strings); :func:`train` calls it again, as
+        fields may have been changed after construction. Raises TypeError/ValueError naming the field."""
+        for f in fields(self):
+            v, kind = getattr(self, f.name), type(f.default)
+            if kind is bool and not isinstance(v, bool):
+                raise TypeError(f"{f.name} must be True or False, got {v!r}")
+            if kind is str and not isinstance(v, str):
+                raise TypeError(f"{f.name} must be a string, got {v!r} ({type(v).__name__})")
+            if kind is float and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
+                raise TypeError(f"{f.name} must be a number, got {v!r} ({type(v).__name__})")
+            if kind is int and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
+                raise TypeError(f"{f.name} must be an int, got {v!r} ({type(v).__name__})")
         if self.init not in ("paper", "kaiming"):
             raise ValueError(f"init must be 'paper' or 'kaiming', got {self.init!r}")
-        for name in ("epochs", "batch_size", "renders", "image_size"):
+        if self.dataset not in ("clipart", "imagefolder"):
+            raise ValueError(f"dataset must be 'clipart' (offline, shipped) or 'imagefolder', got {self.dataset!r}")
+        if self.dataset == "imagefolder" and not self.data_root:
+            raise ValueError("dataset 'imagefolder' needs --data-root, a folder with train/ and val/ inside")
+        for name in ("epochs", "batch_size", "renders", "image_size", "fc_units"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+        if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be an int >= 0 (steps; 0 = epoch ends only), "
                              f"got {self.checkpoint_every!r}")
+        for name, why in (("workers", "DataLoader worker processes; 0 = load in the main process"),
+                          ("lr_patience", "epochs without a better validation loss before annealing")):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be an int >= 0 ({why}), got {getattr(self, name)!r}")
+        if not 0 <= self.seed < 2 ** 32:
+            raise ValueError(f"seed must be an int in [0, 2**32) (numpy's range), got {self.seed!r}")
         if self.amp not in ("none", "bf16"):
             raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
+        if self.device != "auto":
+            _parse_device(self.device)
+        # Real-valued knobs: (name, low, low included?, high, high included?, what it means)
+        for name, lo, lo_in, hi, hi_in, why in (
+                ("lr", 0, False, math.inf, False, "the paper's 0.01"),
+                ("momentum", 0, True, 1, False, "the paper's 0.9; 0 = plain SGD"),
+                ("weight_decay", 0, True, math.inf, False, "0 = none, as in the paper"),
+                ("lr_factor", 0, False, 1, False, "annealing multiplies the learning rate by it; 0.1 divides by 10"),
+                ("min_lr", 0, True, math.inf, False, "annealing stops below it"),
+                ("max_filter_rms", 0, True, math.inf, False, "0 turns renormalisation off"),
+                ("dropout", 0, True, 1, False, "the probability of zeroing a unit of fc6/fc7; the paper's 0.5")):
+            v = getattr(self, name)
+            if not ((v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)):
+                bounds = f"{'[' if lo_in else '('}{lo}, {'inf' if hi == math.inf else hi}{']' if hi_in else ')'}"
+                finite = "a finite number in " if hi == math.inf else "in "
+                raise ValueError(f"{name} must be {finite}{bounds} ({why}), got {v!r}")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr!r}) must not exceed lr ({self.lr!r}): annealing would "
+                             f"raise the learning rate to min_lr; lower --min-lr")
         snapshot_epochs(self.snapshot_epochs, self.epochs)      # raises on a bad list
         self.lr_step_epochs()                                    # likewise
-        with torch.device("meta"):                                # raises on a bad arch or ablation,
+        with torch.device("meta"):                                # raises on a bad arch, width or ablation,
             build_model(self.arch, num_classes=10, width=self.width,   # without allocating the weights
                         input_size=self.image_size, **self.model_options())
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if not (isinstance(self.max_filter_rms, (int, float)) and 0 <= self.max_filter_rms < math.inf):
-            raise ValueError(f"max_filter_rms must be a finite number >= 0 (0 turns renormalisation off), "
-                             f"got {self.max_filter_rms!r}")
 
     def lr_step_epochs(self) -> list[int]:
         """The epochs after which a fixed schedule anneals (``lr_steps``); empty: anneal on a plateau."""
@@ -137,16 +178,36 @@ class TrainConfig:
         return options
 
 
+def _parse_device(name: str) -> torch.device:
+    if not isinstance(name, str):
+        raise TypeError(f"device must be a string ('auto', 'cpu', 'cuda', 'cuda:1' or 'mps'), got {name!r}")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps', got {name!r}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps', got {name!r}")
+    return device
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """cuda if present, else mps, else cpu; an explicit name must exist (no silent fall-back).
 
-    Explained in the chapter "Training ZFNet" (training on a GPU).
+    Explained in the chapter "Training ZFNet" (training on a GPU). ``name``: ``"auto"``, ``"cpu"``,
+    ``"cuda"``, ``"cuda:<index>"`` or ``"mps"``; one that this machine lacks raises ``ValueError``.
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU; use --device cpu")
-    return torch.device(name)
+    device = _parse_device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} asked for, but torch sees {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"numbered from 0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no Apple GPU (mps); use --device cpu")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -162,10 +223,17 @@ def renormalize_filters_(model: nn.Module, max_rms: float = 0.1, count: bool = T
     Explained in the chapter "Training ZFNet". A filter is one output channel's weights
     (in_channels x k x k); RMS = sqrt(mean(w^2)). Returns how many filters were rescaled, or None
     with ``count=False``, which spares a GPU the synchronisation that counting costs.
-    ``max_rms=0`` turns renormalisation off (the run of Fig. 6a) and rescales nothing.
+    ``max_rms=0`` turns renormalisation off (the run of Fig. 6a) and rescales nothing; it must be a
+    finite number >= 0.
     """
-    if not max_rms >= 0:
-        raise ValueError(f"max_rms must be >= 0 (0 = off), got {max_rms!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(max_rms, bool) or not isinstance(max_rms, numbers.Real):
+        raise TypeError(f"max_rms must be a number (0.1 in the paper; 0 = off), got {max_rms!r}")
+    if not 0 <= max_rms < math.inf:
+        raise ValueError(f"max_rms must be >= 0 and finite (0.1 in the paper; 0 = off), got {max_rms!r}")
+    if not isinstance(count, bool):
+        raise TypeError(f"count must be True or False, got {count!r}")
     if max_rms == 0:
         return 0 if count else None
     total = 0
@@ -190,6 +258,8 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
     number of filters renormalised (None with ``count=False``). Nothing here waits for the GPU
     unless ``count`` is True.
     """
+    if amp not in ("none", "bf16"):
+        raise ValueError(f"amp must be 'none' or 'bf16', got {amp!r}")
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
         logits = model(x)
     loss = F.cross_entropy(logits.float(), y)
@@ -204,14 +274,38 @@ def evaluate(model: nn.Module, preprocess: nn.Module, images: torch.Tensor, labe
              batch_size: int = 256, device: torch.device | str = "cpu") -> dict:
     """Top-1 accuracy and mean cross-entropy of ``model`` on images (N, 3, S, S) in [0, 1].
 
-    Explained in the chapter "Training ZFNet".
+    Explained in the chapter "Training ZFNet". ``labels`` (N,) are class indices in 0..C-1 for a model
+    with C outputs; bad shapes, types or values raise TypeError/ValueError naming the argument.
     """
+    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise TypeError(f"images and labels must be torch.Tensors, got {type(images).__name__} and "
+                        f"{type(labels).__name__}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be float pixels in [0, 1], got dtype {images.dtype}"
+                        + (" (convert with images.float() / 255)" if images.dtype == torch.uint8 else ""))
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, S, S), got shape {tuple(images.shape)}")
+    if labels.dim() != 1 or labels.dtype in (torch.bool,) or labels.is_floating_point() or labels.is_complex():
+        raise TypeError(f"labels must be a 1-D tensor of class indices (ints), got shape {tuple(labels.shape)} "
+                        f"dtype {labels.dtype}")
+    if len(labels) != len(images) or len(labels) == 0:
+        raise ValueError(f"images and labels must be as many and not none: got {len(images)} images, "
+                         f"{len(labels)} labels")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    lo, hi = float(images.min()), float(images.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(f"images must be pixels in [0, 1] (preprocess is applied here), got values in "
+                         f"[{lo:.4g}, {hi:.4g}]")
     model.eval()
     correct, loss, n = 0, 0.0, len(labels)
     for s in range(0, n, batch_size):
         x = preprocess(images[s:s + batch_size].to(device))
         y = labels[s:s + batch_size].to(device)
         logits = model(x)
+        if s == 0 and not (0 <= int(labels.min()) and int(labels.max()) < logits.shape[1]):
+            raise ValueError(f"labels must be class indices in 0..{logits.shape[1] - 1} (the model has "
+                             f"{logits.shape[1]} outputs), got values in {int(labels.min())}..{int(labels.max())}")
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
     return {"accuracy": correct / n, "loss": loss / n}
@@ -222,7 +316,13 @@ def evaluate(model: nn.Module, preprocess: nn.Module, images: torch.Tensor, labe
 # ------------------------------------------------------------------------------------------
 
 class CheckpointError(ValueError):
-    """A checkpoint is corrupt, of another format, or for another architecture (chapter "Training ZFNet")."""
+    """A checkpoint is corrupt, unverifiable, of another format, or for another architecture.
+
+    Explained in the chapter "Training ZFNet"."""
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_SIDECAR_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](\S.*)")      # sha256sum's "<hash>  <file>" (or " *<file>")
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, preprocess: nn.Module | None = None,
@@ -231,12 +331,16 @@ def save_checkpoint(path: str | Path, model: nn.Module, preprocess: nn.Module | 
     """Save model config + weights (+ optimiser, scheduler, epoch, RNG state, extra info).
 
     Explained in the chapter "Training ZFNet". The file is written to ``path.tmp`` and renamed, so
-    a crash never leaves a half-written checkpoint; its sha256 goes to ``path.sha256``. Returns it.
+    a crash never leaves a half-written checkpoint; its sha256 goes to ``path.sha256`` (the format of
+    ``sha256sum``), which :func:`load_checkpoint` requires. Returns it.
     While the rename happens the sidecar lists both the old and the new hash, so a kill between the
     two renames still leaves a pair that verifies.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not isinstance(model, nn.Module) or not isinstance(getattr(model, "config", None), dict):
+        raise TypeError(f"model must be a network built by zfviz.models (it carries .config), got "
+                        f"{type(model).__name__}")
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+        raise ValueError(f"epoch must be an int >= 0 (epochs completed), got {epoch!r}")
     state = {
         "format": CHECKPOINT_FORMAT,
         "config": dict(model.config),
@@ -244,12 +348,18 @@ def save_checkpoint(path: str | Path, model: nn.Module, preprocess: nn.Module | 
         "preprocess": preprocess.state_dict() if preprocess is not None else None,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "epoch": epoch,
+        "epoch": int(epoch),
         "rng": {"torch": torch.get_rng_state()},   # dropout draws from it; shuffling is seeded per epoch
         "info": info,
     }
+    return _publish(Path(path), lambda tmp: torch.save(state, tmp))
+
+
+def _publish(path: Path, write) -> str:
+    """Write a file through ``write(tmp)`` and rename it to ``path``, with its sha256 in ``path.sha256``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    write(tmp)
     digest = zdata.sha256_file(tmp)
     side = path.with_name(path.name + ".sha256")
     old = side.read_text() if side.is_file() and path.is_file() else ""
@@ -265,22 +375,55 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path, model: nn.Module | None = None, expected_sha256: str | None = None):
-    """Load a checkpoint after checking its sha256; returns ``(model, preprocess, state)``.
+def _recorded_hashes(path: Path) -> set[str] | str:
+    """The hashes ``path.sha256`` accepts for ``path``, or why there are none ("missing", "empty").
+    A line that is not ``<64 hex digits>  <this file's name>`` raises CheckpointError naming the file."""
+    side = path.with_name(path.name + ".sha256")
+    if not side.is_file():
+        return f"{side.name} is missing"
+    try:
+        text = side.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"the sha256 file {side} cannot be read ({type(e).__name__}: {e}); "
+                              f"restore it, or delete it and pass allow_unverified=True") from e
+    hashes = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        match = _SIDECAR_LINE.fullmatch(line.strip())
+        if match is None:
+            raise CheckpointError(f"the sha256 file {side} is malformed at line {number}: {line[:80]!r}; each "
+                                  f"line must be '<64 hex digits>  {path.name}', as save_checkpoint and "
+                                  f"sha256sum write it")
+        if Path(match.group(2)).name != path.name:
+            raise CheckpointError(f"the sha256 file {side} records, at line {number}, the hash of "
+                                  f"{match.group(2)!r}, not of {path.name!r}: it belongs to another file")
+        hashes.add(match.group(1).lower())
+    return hashes or f"{side.name} is empty"
 
-    Explained in the chapter "Training ZFNet". The hash is ``expected_sha256`` if given, else the
-    ``path.sha256`` file beside it (when present). With ``model=None`` the network is rebuilt from
-    the stored config; with a model, its config must match (else :class:`CheckpointError`).
-    Uses ``torch.load(weights_only=True)``: a checkpoint cannot run code.
-    """
+
+def _read_checkpoint(path, expected_sha256=None, allow_unverified: bool = False) -> dict:
+    """The state dict of a checkpoint file, after its sha256 is checked (see :func:`load_checkpoint`)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a checkpoint file name (str or pathlib.Path), got {type(path).__name__}")
     path = Path(path)
+    if expected_sha256 is not None:
+        if not isinstance(expected_sha256, str):
+            raise TypeError(f"expected_sha256 must be a hex string (64 digits) or None, got "
+                            f"{type(expected_sha256).__name__}")
+        if not _SHA256.fullmatch(expected_sha256):
+            raise ValueError(f"expected_sha256 must be 64 hex digits (a sha256), got {expected_sha256!r}")
+    if not isinstance(allow_unverified, bool):
+        raise TypeError(f"allow_unverified must be True or False, got {allow_unverified!r}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    side = path.with_name(path.name + ".sha256")
-    accepted = {expected_sha256} if expected_sha256 is not None else set()
-    if expected_sha256 is None and side.is_file():
-        accepted = {line.split()[0] for line in side.read_text().splitlines() if line.strip()}
-    if accepted:
+    accepted = {expected_sha256.lower()} if expected_sha256 is not None else _recorded_hashes(path)
+    if isinstance(accepted, str) and not allow_unverified:
+        raise CheckpointError(f"checkpoint {path} has no recorded sha256 ({accepted}), so its integrity cannot "
+                              f"be checked; pass expected_sha256='<its sha256>', write that hash to "
+                              f"{path.name}.sha256 ('<hash>  {path.name}'), or pass allow_unverified=True "
+                              f"(python -m zfviz.train: --allow-unverified) to load it unchecked")
+    if isinstance(accepted, set):
         actual = zdata.sha256_file(path)
         if actual not in accepted:
             raise CheckpointError(f"checkpoint {path} is corrupt: sha256 {actual[:16]}... but "
@@ -291,6 +434,27 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, expected_s
         raise CheckpointError(f"checkpoint {path} cannot be read safely ({type(e).__name__}: {e})") from e
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a zfviz checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    return state
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None, expected_sha256: str | None = None, *,
+                    allow_unverified: bool = False):
+    """Load a checkpoint after checking its sha256; returns ``(model, preprocess, state)``.
+
+    Explained in the chapter "Training ZFNet". The hash is ``expected_sha256`` if given (the book's
+    shipped weights: data/MANIFEST.tsv's, see :func:`zfviz.models.load_shipped_checkpoint`), else the
+    ``path.sha256`` file beside it, which :func:`save_checkpoint` writes. A checkpoint with neither
+    (sidecar missing, empty or blank) is refused with :class:`CheckpointError` unless
+    ``allow_unverified=True``; a malformed sidecar is always refused. With ``model=None`` the network
+    is rebuilt from the stored config; with a model, its config must match (else :class:`CheckpointError`).
+    Uses ``torch.load(weights_only=True)``: a checkpoint cannot run code.
+    """
+    state = _read_checkpoint(path, expected_sha256, allow_unverified)
+    return _apply_checkpoint(Path(path), state, model)
+
+
+def _apply_checkpoint(path: Path, state: dict, model: nn.Module | None):
+    """``(model, preprocess, state)`` of a checkpoint state read by :func:`_read_checkpoint`."""
     config = state["config"]
     if model is None:
         model = build_model(**config)
@@ -352,7 +516,11 @@ def snapshot_epochs(spec: str, epochs: int) -> list[int]:
 
     Explained in the chapter "Training ZFNet" (feature evolution, Fig. 4).
     """
-    if not spec:
+    if not isinstance(spec, str):
+        raise TypeError(f"snapshot_epochs must be a string: 'paper', a list like '1,2,5', or '' for none; got {spec!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int (the run's length), got {epochs!r}")
+    if not spec.strip():
         return []
     if spec == "paper":
         return sorted({min(epochs, max(1, round(e * epochs / 70))) for e in PAPER_SNAPSHOT_EPOCHS})
@@ -365,12 +533,43 @@ def snapshot_epochs(spec: str, epochs: int) -> list[int]:
     return chosen
 
 
+def _read_snapshots(path: Path) -> dict:
+    """The snapshot file of a run ({"epochs": [...], "layers": {...}}), or a CheckpointError naming it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"snapshot file {path} cannot be read safely ({type(e).__name__}: {e})") from e
+    if not (isinstance(state, dict) and isinstance(state.get("epochs"), list)
+            and isinstance(state.get("layers"), dict)):
+        raise CheckpointError(f"{path} is not a zfviz snapshot file (no 'epochs' list and 'layers' dict)")
+    return state
+
+
+def _keep_snapshots(state: dict, last: int) -> dict:
+    """``state`` without the snapshots of epochs after ``last`` (those of an interrupted attempt, redone)."""
+    keep = [i for i, e in enumerate(state["epochs"]) if e <= last]
+    state["epochs"] = [state["epochs"][i] for i in keep]
+    for entry in state["layers"].values():
+        for key in ("values", "indices", "projections"):
+            entry[key] = [entry[key][i] for i in keep]
+    return state
+
+
+def _save_snapshots(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 @torch.no_grad()
 def _record_snapshot(path: Path, net: nn.Module, images: torch.Tensor, epoch: int, seed: int) -> None:
     """Append, for SNAPSHOT_MAPS seeded maps of every conv layer, the strongest activation over ``images``
-    and its projection (float16) to the snapshot file (read again each time, so it survives a resume)."""
+    and its projection (float16) to the snapshot file (read again each time, so it survives a resume).
+    Snapshots of ``epoch`` or later already there (from an attempt killed before its checkpoint) are replaced."""
     from .deconv import strongest_projections
-    state = torch.load(path, weights_only=True) if path.is_file() else {"epochs": [], "layers": {}}
+    state = _read_snapshots(path) if path.is_file() else {"epochs": [], "layers": {}}
+    _keep_snapshots(state, epoch - 1)
     g = torch.Generator().manual_seed(seed)
     was_training = net.training
     net.eval()
@@ -385,9 +584,111 @@ def _record_snapshot(path: Path, net: nn.Module, images: torch.Tensor, epoch: in
         entry["projections"].append(projections.half().cpu())
     state["epochs"].append(epoch)
     net.train(was_training)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    _save_snapshots(path, state)
+
+
+# What may differ between a checkpoint's train_config and a resumed run's: where and how fast it runs, how
+# long (epochs), and when it records snapshots. Everything else changes the run itself and is refused.
+RESUME_CHANGEABLE = ("epochs", "out", "workers", "device", "checkpoint_every", "compile", "channels_last",
+                     "data_root", "snapshot_epochs")
+
+
+def _check_resumable(resume: Path, state: dict, cfg: TrainConfig) -> None:
+    """Refuse a resume that would not continue the checkpoint's run (see RESUME_CHANGEABLE)."""
+    info = state.get("info") if isinstance(state.get("info"), dict) else {}
+    if state.get("optimizer") is None or state.get("scheduler") is None:
+        raise CheckpointError(f"{resume} holds no optimiser state: it is a network to read (a shipped model "
+                              f"or best.pt), not a run to resume; resume from the run's last.pt")
+    stored = info.get("train_config")
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{resume} records no train_config, so a resume cannot be checked against it; "
+                              f"resume only from a last.pt written by zfviz.train")
+    changed = [(f.name, stored.get(f.name, f.default), getattr(cfg, f.name)) for f in fields(cfg)
+               if f.name not in RESUME_CHANGEABLE and stored.get(f.name, f.default) != getattr(cfg, f.name)]
+    if changed:
+        diff = ", ".join(f"{name} {old!r} -> {new!r}" for name, old, new in changed)
+        flags = " ".join(f"--{name.replace('_', '-')} {shlex.quote(str(old))}" if not isinstance(old, bool) else
+                         f"--{'' if old else 'no-'}{name.replace('_', '-')}" for name, old, _ in changed)
+        raise ValueError(f"cannot resume {resume} with other settings than it was trained with: {diff} "
+                         f"(checkpoint -> now). Resume with the checkpoint's values ({flags}), or start a new "
+                         f"run without --resume. Only {', '.join(RESUME_CHANGEABLE)} may change on resume.")
+    epoch, step = state["epoch"], info.get("step", 0)
+    if cfg.epochs < epoch + (1 if step else 0):
+        raise ValueError(f"{resume} has trained {epoch} epoch(s){f' and {step} steps of the next' if step else ''}; "
+                         f"epochs={cfg.epochs} would end the run before that. Pass --epochs "
+                         f"{epoch + 1} or more to continue it")
+
+
+def _check_same_data(resume: Path, state: dict, train_set) -> None:
+    """Refuse a resume on other training images than the checkpoint's (another --data-root, say)."""
+    info = state["info"]
+    classes = info.get("classes")
+    if classes is not None and list(classes) != list(train_set.classes):
+        raise ValueError(f"{resume} was trained on the classes {list(classes)[:12]}, but the data set now has "
+                         f"{list(train_set.classes)[:12]}; resume on the same data (--data-root)")
+    size = info.get("train_size")
+    if size is not None and size != len(train_set):
+        raise ValueError(f"{resume} was trained on {size} training images per epoch, but the data set now has "
+                         f"{len(train_set)}: the epoch's order would differ; resume on the same data")
+
+
+def _resume_snapshots(out: Path, resume_dir: Path, wanted: list[int], start: int, step: int, record_now) -> None:
+    """Make ``out/snapshots.pt`` hold every wanted snapshot up to the checkpoint's epoch ``start``, or refuse.
+
+    It is copied from the checkpoint's folder when ``out`` is a new one; snapshots after ``start`` (from an
+    attempt killed before its checkpoint) are dropped, as the run redoes them; a missing snapshot of epoch
+    ``start`` itself is recorded now from the checkpoint's weights (``record_now``), which are that
+    epoch's; earlier ones cannot be, and raise."""
+    path, theirs = out / "snapshots.pt", resume_dir / "snapshots.pt"
+    if not path.is_file() and theirs.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        _save_snapshots(path, _read_snapshots(theirs))
+    recorded = []
+    if path.is_file():
+        state = _read_snapshots(path)
+        if any(e > start for e in state["epochs"]):
+            _save_snapshots(path, _keep_snapshots(state, start))
+        recorded = state["epochs"]
+    missing = [e for e in wanted if e <= start and e not in recorded]
+    if missing == [start] and step == 0:
+        record_now()
+    elif missing:
+        raise ValueError(f"cannot resume into {out}: its snapshots.pt lacks the Fig. 4 snapshot(s) of epoch(s) "
+                         f"{missing}, which snapshot_epochs asks for and the checkpoint (epoch {start}) has "
+                         f"passed, so those weights are gone. Copy the run's snapshots.pt into {out}, or resume "
+                         f"with --snapshot-epochs naming only epochs after {start} or recorded ones "
+                         f"({sorted(recorded)})")
+
+
+def _resume_best(out: Path, resume_dir: Path, history: list, start: int, step: int, save_now) -> None:
+    """Make ``out/best.pt`` hold the epoch of best validation accuracy in ``history`` (up to ``start``), or refuse.
+
+    Taken from the checkpoint's folder when ``out`` is a new one; written now from the checkpoint's weights
+    (``save_now``) when that epoch is ``start`` itself."""
+    if not history:
+        return
+    row = max(history, key=lambda h: h["val_accuracy"])   # the first of equals, as the loop keeps it
+    best = row["epoch"]
+
+    def holds_best(path: Path) -> bool:
+        if not path.is_file():
+            return False
+        state = _read_checkpoint(path)
+        return state["epoch"] == best and state["info"].get("history") == history[:best]
+
+    path, theirs = out / "best.pt", resume_dir / "best.pt"
+    if holds_best(path):
+        return
+    if theirs.resolve() != path.resolve() and holds_best(theirs):
+        data = theirs.read_bytes()
+        _publish(path, lambda tmp: tmp.write_bytes(data))
+    elif best == start and step == 0:
+        save_now()
+    else:
+        raise ValueError(f"cannot resume into {out}: best.pt should hold epoch {best} (validation accuracy "
+                         f"{row['val_accuracy']:.4f}, the best so far), but "
+                         f"{'it holds another' if path.is_file() else 'it is missing'} and {theirs} does not "
+                         f"either; copy the run's best.pt and best.pt.sha256 into {out}, or start a new run")
 
 
 def _filter_rms(net: nn.Module) -> list[float]:
@@ -431,13 +732,24 @@ def _all_sum(values: list[float], world: int) -> list[float]:
     return t.tolist()
 
 
-def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True) -> dict:
+def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True, *,
+          allow_unverified: bool = False) -> dict:
     """Train a network with the paper's recipe; returns the history and final metrics.
 
     Explained in the chapter "Training ZFNet". Writes ``<out>/last.pt`` after every epoch, and every
-    ``checkpoint_every`` steps inside one (atomic, with sha256), and ``<out>/history.json``; ``resume``
-    continues from such a checkpoint exactly, also from the middle of an epoch: the epoch's images and
-    order depend only on (seed, epoch), and the checkpoint holds the step and the RNG state.
+    ``checkpoint_every`` steps inside one (atomic, with sha256), ``<out>/best.pt`` (the epoch of best
+    validation accuracy so far; no optimiser state) and ``<out>/history.json``; ``resume`` continues from
+    such a checkpoint exactly, also from the middle of an epoch: the epoch's images and order depend only
+    on (seed, epoch), and the checkpoint holds the step and the RNG state.
+
+    A resume must be the same run: the config may differ from the checkpoint's ``train_config`` only in
+    ``RESUME_CHANGEABLE`` (epochs, to extend a run; out, workers, device, checkpoint_every, compile,
+    channels_last, data_root for the same images; snapshot_epochs) -- anything else raises ValueError
+    naming the fields. The checkpoint needs its ``.sha256`` unless ``allow_unverified=True``. Fig. 4
+    snapshots and best.pt are written before last.pt, so a kill between them loses nothing: the resumed
+    run redoes that epoch and writes them again; on resume, snapshots.pt and best.pt must be complete up
+    to the checkpoint (copied from the checkpoint's folder into a new ``out``), else ValueError.
+    A non-finite training loss stops the run with ``FloatingPointError`` naming the epoch and step.
 
     Under ``torchrun --nproc_per_node N`` it trains with ``DistributedDataParallel``: each process takes
     1/N of every global batch of ``batch_size`` images through a ``DistributedSampler``, gradients are
@@ -447,6 +759,13 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     """
     from torch.utils.data import DataLoader, DistributedSampler
     from tqdm.auto import tqdm
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a zfviz.train.TrainConfig, got {type(cfg).__name__}")
+    cfg.validate()                   # again: fields may have been set after construction
+    if not isinstance(allow_unverified, bool):
+        raise TypeError(f"allow_unverified must be True or False, got {allow_unverified!r}")
+    if resume is not None and not isinstance(resume, (str, os.PathLike)):
+        raise TypeError(f"resume must be a checkpoint path (str or pathlib.Path) or None, got {type(resume).__name__}")
     rank, world = _distributed()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes ({world})")
@@ -454,6 +773,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     main_process = rank == 0
+    if resume is not None:       # checked before the data are built: a refusal costs nothing
+        resume_state = _read_checkpoint(resume, allow_unverified=allow_unverified)
+        _check_resumable(Path(resume), resume_state, cfg)
     if main_process:
         print(f"device: {device}  (torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
               f"{world} process{'es' if world > 1 else ''})", flush=True)
@@ -484,22 +806,31 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
                                                        patience=cfg.lr_patience, min_lr=cfg.min_lr)
     steps = cfg.lr_step_epochs()
     snapshots = snapshot_epochs(cfg.snapshot_epochs, cfg.epochs)
-    snapshot_images = None
-    if snapshots:   # a fixed image set: the first validation images, preprocessed
-        first_images = torch.stack([val_set[i][0] for i in range(min(SNAPSHOT_IMAGES, len(val_set)))])
-        snapshot_images = preprocess(first_images.to(device))
     history, start, start_step, sums = [], 0, 0, (0.0, 0, 0, 0)
     out = Path(cfg.out)
+    run_info = {"classes": train_set.classes, "train_config": asdict(cfg), "train_size": len(train_set)}
     if resume is not None:
-        _, pre, state = load_checkpoint(resume, net)
+        _check_same_data(Path(resume), resume_state, train_set)
+        _, pre, state = _apply_checkpoint(Path(resume), resume_state, net)
         preprocess.load_state_dict(pre.state_dict())
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
         history, start = state["info"].get("history", []), state["epoch"]
         start_step, sums = state["info"].get("step", 0), tuple(state["info"].get("epoch_sums", sums))
-        if main_process:
-            print(f"resumed from {resume} at epoch {start}, step {start_step}", flush=True)
+    snapshot_images = None
+    if snapshots:   # a fixed image set: the first validation images, preprocessed (after a resume's preprocess)
+        first_images = torch.stack([val_set[i][0] for i in range(min(SNAPSHOT_IMAGES, len(val_set)))])
+        snapshot_images = preprocess(first_images.to(device))
+    if resume is not None and main_process:
+        resume_dir = Path(resume).parent
+        _resume_snapshots(out, resume_dir, snapshots, start, start_step, lambda: _record_snapshot(
+            out / "snapshots.pt", net, snapshot_images, start, cfg.seed))
+        _resume_best(out, resume_dir, history, start, start_step, lambda: save_checkpoint(
+            out / "best.pt", net, preprocess, epoch=start, history=history, **run_info))
+        print(f"resumed from {resume} at epoch {start}, step {start_step}"
+              + ("; nothing left to train" if start >= cfg.epochs else ""), flush=True)
+    best_accuracy = max((h["val_accuracy"] for h in history), default=-math.inf)
     t0 = time.time() - (history[-1]["time_s"] if history else 0.0)
     for epoch in range(start, cfg.epochs):
         model.train()
@@ -527,15 +858,20 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             loss, logits, n = train_step(model, opt, x, y, cfg.max_filter_rms, cfg.amp)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(
+                    f"training diverged: the loss is {loss_value} at epoch {epoch + 1}, step {k + 1} of {n_steps} "
+                    f"(lr {opt.param_groups[0]['lr']:g}); the checkpoints hold the state before it. Lower the "
+                    f"learning rate (e.g. --lr {cfg.lr / 10:g}) and start a new run")
             rescaled += n
-            loss_sum += loss.item() * len(y)
+            loss_sum += loss_value * len(y)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
             if main_process and cfg.checkpoint_every and (k + 1) % cfg.checkpoint_every == 0 and k + 1 < n_steps:
                 save_checkpoint(out / "last.pt", net, preprocess, opt, sched, epoch, step=k + 1,
-                                epoch_sums=[loss_sum, correct, seen, rescaled], history=history,
-                                classes=train_set.classes, train_config=asdict(cfg))
+                                epoch_sums=[loss_sum, correct, seen, rescaled], history=history, **run_info)
         # Every process saw its share of the epoch: add up the counts (filters are rescaled alike in all).
         loss_sum, correct, seen, rescaled = _all_sum([loss_sum, correct, seen, rescaled], world)
         correct, seen, rescaled = int(correct), int(seen), int(rescaled) // world
@@ -557,11 +893,15 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         print(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f}  "
               f"val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f}  lr {row['lr']:.0e}  "
               f"rescaled {rescaled}  {row['time_s']:.0f}s", flush=True)
-        save_checkpoint(out / "last.pt", net, preprocess, opt, sched, epoch + 1,
-                        history=history, classes=train_set.classes, train_config=asdict(cfg))
-        (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+        # The snapshot and best.pt first, last.pt after: killed in between, a resume from the previous
+        # last.pt redoes this epoch and writes both again (the same), so none is ever lost.
         if epoch + 1 in snapshots:
             _record_snapshot(out / "snapshots.pt", net, snapshot_images, epoch + 1, cfg.seed)
+        if row["val_accuracy"] > best_accuracy:
+            best_accuracy = row["val_accuracy"]
+            save_checkpoint(out / "best.pt", net, preprocess, epoch=epoch + 1, history=history, **run_info)
+        save_checkpoint(out / "last.pt", net, preprocess, opt, sched, epoch + 1, history=history, **run_info)
+        (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
     return {"history": history, "model": net, "preprocess": preprocess}
 
 
@@ -573,16 +913,27 @@ def main(argv=None) -> None:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help)
         else:
             p.add_argument(flag, type=type(f.default), default=f.default, help=help + " (default: %(default)r)")
-    p.add_argument("--resume", default=None, help="continue from a checkpoint written by this script")
+    changeable = ", ".join("--" + name.replace("_", "-") for name in RESUME_CHANGEABLE)
+    p.add_argument("--resume", default=None, metavar="LAST_PT",
+                   help="continue the run of this checkpoint (a last.pt, with its .sha256 beside it). Every option "
+                        f"must be the checkpoint's, except {changeable}: "
+                        "--epochs may extend the run; --out may name a new folder (snapshots.pt and best.pt are "
+                        "copied there); --data-root may move the same images; --snapshot-epochs may change "
+                        "future snapshots (those already passed must be recorded). Anything else is refused")
+    p.add_argument("--allow-unverified", action="store_true",
+                   help="with --resume: accept a checkpoint that has no .sha256 beside it (its integrity unchecked)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs and CI)")
     args = vars(p.parse_args(argv))
     resume, threads, no_progress = args.pop("resume"), args.pop("threads"), args.pop("no_progress")
+    allow_unverified = args.pop("allow_unverified")
+    if allow_unverified and resume is None:
+        p.error("--allow-unverified applies to --resume only")
     if threads:
         torch.set_num_threads(threads)
     cfg = TrainConfig(**args)
     try:
-        train(cfg, resume=resume, progress=not no_progress)
+        train(cfg, resume=resume, progress=not no_progress, allow_unverified=allow_unverified)
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
