@@ -180,13 +180,16 @@ def test_invariance_at_the_identity_is_zero_distance_and_the_models_own_probabil
     assert inv.amounts.tolist() == [0, 4, -4]
     for k in (1, 6, 7):
         assert inv.distance[k].shape == (3, 4)
-        assert torch.equal(inv.distance[k][0], torch.zeros(4))
-        assert (inv.distance[k][1:] > 0).all()
+        # The untransformed image runs in another batch than the reference features, and CPU kernels may
+        # sum in another order for another batch: zero up to float32 rounding of the features (rel. ~1e-6).
+        assert (inv.distance[k][0] <= 1e-5 * inv.norm[k]).all()
+        assert (inv.distance[k][1:] > 1e-3 * inv.norm[k]).all()
         assert torch.allclose(inv.norm[k], manual(model, x, k).norm(dim=1), rtol=1e-5)
     with torch.no_grad():
         p = F.softmax(model(x), dim=1)
     assert torch.allclose(inv.prob[0], p[torch.arange(4), labels], rtol=1e-5)
-    assert torch.equal(inv.top[0], p.argmax(1))
+    # The most probable class: the model's own argmax, or a class whose probability ties with it up to rounding.
+    assert torch.allclose(p.gather(1, inv.top[0][:, None])[:, 0], p.max(1).values, rtol=1e-5)
 
 
 def test_invariance_distances_match_features_of_transformed_images():
@@ -412,7 +415,9 @@ def test_shift_variation_against_a_direct_computation_and_a_shift_invariant_case
     model = init_kaiming_(zfnet(num_classes=3, width=0.125, input_size=64)).eval()
     images = torch.rand(2, 3, 70, 72)
     got = shift_variation(model, images, 2, 64, [0, 1, 3])
-    assert got.shape == (3, 2) and torch.all(got[0] == 0)
+    # Shift 0 compares a window with itself: 1 - cosine similarity is 0 up to the rounding of float32 near 1
+    # (ulp 6e-8) and the order of the sums, which differs between CPUs (5.96e-08 and -1.19e-07 seen).
+    assert got.shape == (3, 2) and got[0].abs().max() < 1e-6
     top = (70 - 64) // 2
     a = deconv.feature_map(model, images[:, :, top:top + 64, 3:67], 2).mean((2, 3))
     b = deconv.feature_map(model, images[:, :, top:top + 64, 0:64], 2).mean((2, 3))

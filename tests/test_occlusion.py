@@ -177,10 +177,11 @@ def test_batch_size_does_not_change_the_map():
     # CPU kernels may sum in a different order for a different batch size: last-bit differences only.
     for m in maps[1:]:
         assert torch.allclose(m, maps[0], rtol=0, atol=1e-6)
-    # A model whose arithmetic is per image (a sum over a slice) gives the same bits for every batch size.
+    # A model whose arithmetic is per image (a sum over a slice): the same map for every batch size, up to
+    # the order in which a vectorised sum adds its terms (which may depend on the batch's layout and the CPU).
     pixels = torch.rand(3, 32, 40, generator=torch.Generator().manual_seed(0))
     generic = [occlusion_map(RegionModel(), pixels, 0, 4, 3, batch_size=b) for b in (1, 7, 1000)]
-    assert all(torch.equal(g, generic[0]) for g in generic) and generic[0].std() > 0
+    assert all(torch.allclose(g, generic[0], rtol=1e-6, atol=0) for g in generic) and generic[0].std() > 0
 
 
 def test_map_leaves_the_model_and_the_image_alone():
