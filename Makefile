@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test unit nbval browser venv vendor lock clean data train
+.PHONY: book test unit nbval cpu-paths browser venv vendor lock clean data train
 
 # MathJax, served from the site itself so that the pages work offline (see _config.yml). Not in _static/:
 # Jupyter Book adds every .js file under _static/ to every page.
@@ -35,13 +35,32 @@ book: $(STAMP) $(VENDOR_STAMP)
 	$(PY) scripts/book_cache.py
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-test: unit nbval browser
+test: unit nbval cpu-paths browser
+
+UNIT  := -m pytest tests --ignore=tests/browser -p no:cacheprovider
+NBVAL := -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider book
 
 unit: $(STAMP)
-	$(PY) -m pytest tests --ignore=tests/browser
+	$(PY) $(UNIT)
 
 nbval: $(STAMP)
-	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider book
+	$(PY) $(NBVAL)
+
+# Other CPUs add floats in another order (other vector widths, other oneDNN/MKL kernels, other thread counts),
+# so a test or a stored output that holds only on this CPU would fail there. Run the unit tests and nbval
+# again the way another machine would: PyTorch's AVX2 kernels (the common x86-64 without AVX-512), then its
+# plain C++ kernels with SSE4.1 oneDNN on 1 thread (the chapters read ZFVIZ_THREADS, default 2).
+# scripts/cpu_paths.py first shows that each switch really changes a float sum on this machine.
+CPU_AVX2  := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+CPU_PLAIN := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2 \
+             OMP_NUM_THREADS=1 ZFVIZ_THREADS=1
+
+cpu-paths: $(STAMP)
+	$(PY) scripts/cpu_paths.py "$(CPU_AVX2)" "$(CPU_PLAIN)"
+	env $(CPU_AVX2) $(PY) $(UNIT) -q
+	env $(CPU_AVX2) $(PY) $(NBVAL) -q
+	env $(CPU_PLAIN) $(PY) $(UNIT) -q
+	env $(CPU_PLAIN) $(PY) $(NBVAL) -q
 
 # The built site in a real browser (tests/browser): builds the book, then opens every page offline.
 browser: book
