@@ -233,6 +233,17 @@ def ship_json(rel: str, record: dict) -> Path:
     return target
 
 
+def machine(threads: int) -> dict:
+    """Where a result was computed: float sums depend on the CPU's code path and the thread count."""
+    import platform
+    import torch
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
+             if line.startswith("model name")]
+    return {"cpu": names[0] if names else platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": threads, "torch": torch.__version__, "device": "cpu"}
+
+
 def ship_torch(rel: str, shipped: dict, record: dict) -> Path:
     """Save tensors to data/<rel> (``torch.save``), their record with its sha256 beside them (same name,
     .json), and rewrite the manifest; used by the experiment scripts that ship weights."""
