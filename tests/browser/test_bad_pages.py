@@ -7,7 +7,6 @@ chromium-driver from apt, as for test_site.py).
 """
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch
@@ -21,6 +20,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+from browser_driver import start_chromium  # noqa: E402
 
 HOSTILE = ["</script><script>window.pwned = 1</script>", "<!--<script>",
            "<img src=x onerror=\"window.pwned = 2\"> & &amp; \u2028 r\u00e9sum\u00e9 \U0001F98A"]
@@ -43,20 +44,9 @@ def _page() -> str:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not (chromium and driver_path):
-        pytest.fail("chromium and chromedriver are needed: apt-get install chromium chromium-driver "
-                    "(`make browser` does it)")
     page = tmp_path_factory.mktemp("bad-pages") / "hostile.html"
     page.write_text(_page(), encoding="utf-8")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-dev-shm-usage", "--window-size=1280,1000", "--allow-file-access-from-files"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
+    driver = start_chromium()
     driver.get(page.as_uri())
     WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
     try:                              # the explorers start once their pictures load; a broken page never does

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -24,6 +23,8 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+from browser_driver import start_chromium  # noqa: E402
 
 
 # Messages every Jupyter Book 1.0.4 page logs, whatever its content, and that change nothing on it: the
@@ -43,18 +44,7 @@ def _pages() -> list[str]:
 def browser():
     if not (SITE / "index.html").is_file():
         pytest.fail("the site is not built: run `make book` (or `make browser`, which builds it) first")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not (chromium and driver_path):
-        pytest.fail("chromium and chromedriver are needed: apt-get install chromium chromium-driver "
-                    "(`make browser` does it)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-dev-shm-usage", "--window-size=1280,1000", "--allow-file-access-from-files"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
+    driver = start_chromium()
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
