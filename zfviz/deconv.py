@@ -189,7 +189,8 @@ def _project(model, images, layer, channel, position, relu_rule) -> torch.Tensor
     _check_images(model, images)
     _check_layer(model, layer)
     _check_channel(model, layer, channel)
-    x = images.to(_device(model, images))
+    _check_image_size(model, images, _stack_named(model, layer), what=f" for layer {layer}")
+    x = _to_model(model, images)
     fmap, steps = _forward(model, x, layer)                           # (N, C, H, W)
     position = _check_position(position, fmap.shape[-2:], layer)
     signal = _isolate(fmap, channel, position)
@@ -206,7 +207,8 @@ def feature_map(model: nn.Module, images: torch.Tensor, layer: int) -> torch.Ten
     _check_model(model)
     _check_images(model, images)
     _check_layer(model, layer)
-    fmap, _ = _forward(model, images.to(_device(model, images)), layer)
+    _check_image_size(model, images, _stack_named(model, layer), what=f" for layer {layer}")
+    fmap, _ = _forward(model, _to_model(model, images), layer)
     return fmap.to(images.device)
 
 
@@ -321,14 +323,20 @@ def top_activations(model: nn.Module, dataset, layer: int, k: int = 9, channels:
     _check_k(k, len(dataset))
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if preprocess is not None and not callable(preprocess):
+        raise TypeError(f"preprocess must be an nn.Module or function applied to each batch (e.g. "
+                        f"zfviz.data.Preprocess), got {type(preprocess).__name__}")
     device, best, start = _device(model, None), None, 0
     # Its own generator: iterating a DataLoader draws a seed, which must not move the caller's RNG.
     for images, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator()):
         images = images.to(device)
         if preprocess is not None:
             images = preprocess(images)
-        _check_images(model, images)
-        fmap, _ = _forward(model, images, layer)
+        _check_images(model, images, "the data set's images" + (" after preprocess" if preprocess else ""))
+        if start == 0:
+            _check_image_size(model, images, _stack_named(model, layer), "the data set's images",
+                              f" for layer {layer}")
+        fmap, _ = _forward(model, _to_model(model, images), layer)
         batch = _candidates(fmap[:, channels], start)                 # one per image and map
         best = _merge_top(batch if best is None else _cat(best, batch), k)
         start += len(images)
@@ -344,6 +352,12 @@ def strongest_projections(model: nn.Module, images: torch.Tensor, layer: int,
     ``indices`` (C, 1), ``positions`` (C, 1, 2)) and the projections (C, 3, H, W), one per map.
     """
     from torch.utils.data import TensorDataset
+    _check_model(model)
+    _check_images(model, images)
+    _check_layer(model, layer)
+    if channels is None:
+        raise ValueError("channels must name at least one feature map (a list of ints); got None")
+    channels = _check_channels(model, layer, channels)
     top = top_activations(model, TensorDataset(images, torch.zeros(len(images))), layer, k=1, channels=channels)
     projections = [project(model, images[i:i + 1], layer, c)[0]
                    for c, i in zip(channels, top.indices[:, 0].tolist())]
@@ -362,9 +376,17 @@ def receptive_field_box(model: nn.Module, layer: int, position: tuple[int, int],
     """
     _check_model(model)
     _check_layer(model, layer)
-    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    size = (image_size, image_size) if _as_int(image_size) is not None else image_size
+    hw = tuple(_as_int(v) for v in size) if isinstance(size, (tuple, list)) else ()
+    if len(hw) != 2 or None in hw or min(hw) < 1:
+        raise ValueError(f"image_size must be an int >= 1 or a pair (H, W) of them (the image's size in pixels); "
+                         f"got {image_size!r}")
+    height, width = hw
+    _check_image_size(model, torch.empty(0, 0, height, width), _stack_named(model, layer), "image_size",
+                      f" for layer {layer}")
     with torch.no_grad():  # the map's size, to check the position
-        probe = torch.zeros(1, _convs(model)[0].in_channels, height, width, device=_device(model, None))
+        probe = torch.zeros(1, _convs(model)[0].in_channels, height, width, device=_device(model, None),
+                            dtype=_model_dtype(model))
         fmap, _ = _forward(model, probe, layer)
     position = _check_position(position, fmap.shape[-2:], layer)
     if position is None:
@@ -447,15 +469,129 @@ def _check_k(k, size: int) -> None:
         raise ValueError(f"k must be an int in 1..{size} (the data set has {size} images); got {k!r}")
 
 
-def _check_images(model: nn.Module, images) -> None:
+def _check_images(model: nn.Module, images, name: str = "images") -> None:
     if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor (N, 3, H, W), got {type(images).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor (N, 3, H, W), got {type(images).__name__}")
     want = _convs(model)[0].in_channels
     if images.dim() != 4 or images.shape[1] != want or images.shape[0] == 0:
-        raise ValueError(f"images must be a batch (N, {want}, H, W) with N >= 1; got shape {tuple(images.shape)}. "
+        raise ValueError(f"{name} must be a batch (N, {want}, H, W) with N >= 1; got shape {tuple(images.shape)}. "
                          f"For one image use image.unsqueeze(0)")
     if not images.is_floating_point():
-        raise TypeError(f"images must be a float tensor (preprocessed as the network expects); got {images.dtype}")
+        raise TypeError(f"{name} must be a float tensor (preprocessed as the network expects); got {images.dtype}")
+    _check_finite(name, images)
+
+
+def _check_finite(name: str, t: torch.Tensor) -> None:
+    """ValueError when ``t`` holds NaN or inf: one reduction over the tensor, no Python loop."""
+    if not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"{name} must be finite (no NaN or inf); got {bad} non-finite value(s) of {t.numel()}")
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype | None:
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    return param.dtype if param is not None else None
+
+
+def _to_model(model: nn.Module, images: torch.Tensor, name: str = "images") -> torch.Tensor:
+    """``images`` on the model's device and in its float dtype, the one the network computes in.
+
+    A float16/bfloat16 image into a float32 model is exact; a float64 one is rounded to float32 (relative
+    2**-24), finer than the network's own float32 arithmetic. Values beyond the model dtype's range are refused.
+    """
+    dtype = _model_dtype(model)
+    x = images.to(device=_device(model, images), dtype=dtype if dtype is not None else images.dtype)
+    if x.dtype != images.dtype and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} do not fit the model's {x.dtype}: converting from {images.dtype} overflows "
+                         f"(largest {x.dtype} value {torch.finfo(x.dtype).max:.4g}); preprocess them as the "
+                         f"network expects")
+    return x
+
+
+def _geometry(m: nn.Module):
+    """Per axis (kernel, stride, padding, dilation) and ceil_mode of a Conv2d/MaxPool2d, or None."""
+    if isinstance(m, nn.Conv2d) and not isinstance(m.padding, str):
+        return tuple(zip(*(_pair(v) for v in (m.kernel_size, m.stride, m.padding, m.dilation)))), False
+    if isinstance(m, nn.MaxPool2d):
+        geo = (m.kernel_size, m.stride if m.stride is not None else m.kernel_size, m.padding, m.dilation)
+        return tuple(zip(*(_pair(v) for v in geo))), bool(m.ceil_mode)
+    return None
+
+
+def _out_side(n: int, window, ceil: bool) -> int:
+    """Output length along one axis of a conv/pool with ``window`` (k, s, p, d) on ``n`` inputs; 0 if none."""
+    k, s, p, d = window
+    span = n + 2 * p - d * (k - 1) - 1
+    if not ceil:
+        return span // s + 1 if span >= 0 else 0
+    out = -(-span // s) + 1                                           # a ceil-mode window may hang over the end
+    if (out - 1) * s >= n + p:                                        # PyTorch drops one starting past the end
+        out -= 1
+    return max(out, 0)
+
+
+_PASS = (nn.ReLU, nn.LocalResponseNorm, nn.Identity, nn.Dropout, nn.BatchNorm2d)
+
+
+def _walk_sizes(children, height: int, width: int):
+    """Follow (H, W) through ``children``: yields (name, module, (h, w) in, (h, w) out, channels) per conv/pool;
+    stops at the first module whose geometry it does not know. Flatten + Linear yields (name, linear, size, None, c)."""
+    channels, names = None, [n for n, _ in children]
+    modules = [m for _, m in children]
+    for i, m in enumerate(modules):
+        geo = _geometry(m)
+        if geo is not None:
+            windows, ceil = geo
+            out = tuple(_out_side(n, w, ceil) for n, w in zip((height, width), windows))
+            if isinstance(m, nn.Conv2d):
+                channels = m.out_channels
+            yield names[i], m, (height, width), out, channels
+            if 0 in out:
+                return
+            height, width = out
+        elif isinstance(m, nn.Flatten) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.Linear):
+            yield names[i + 1], modules[i + 1], (height, width), None, channels
+            return
+        elif not isinstance(m, _PASS):
+            return
+
+
+def _smallest_side(children) -> int | None:
+    """The smallest square input side every conv/pool of ``children`` has output for (None if > 4096)."""
+    for n in range(1, 4097):
+        if all(out is None or 0 not in out for *_, out, _ in _walk_sizes(children, n, n)):
+            return n
+    return None
+
+
+def _check_image_size(model: nn.Module, images: torch.Tensor, children=None, name: str = "images",
+                      what: str = "") -> None:
+    """ValueError, before any layer runs, when the images are too small for a conv/pool of ``children``
+    (default: all of the model's) or do not give a Linear after Flatten its number of features."""
+    children = list(model.named_children()) if children is None else children
+    height, width = images.shape[-2:]
+    for child, m, size_in, out, channels in _walk_sizes(children, height, width):
+        if out is None:                                               # Flatten then Linear
+            if channels is not None and channels * size_in[0] * size_in[1] != m.in_features:
+                built = getattr(model, "config", {}).get("input_size") if isinstance(
+                    getattr(model, "config", None), dict) else None
+                raise ValueError(f"{name}: {height}x{width} pixels give {channels * size_in[0] * size_in[1]} "
+                                 f"features where {child!r} expects {m.in_features}: use the input size the network "
+                                 f"was built for ({built if built is not None else '?'} pixels)")
+            return
+        if 0 in out:
+            fc = any(isinstance(c, nn.Linear) for _, c in children)
+            built = model.config.get("input_size") if isinstance(getattr(model, "config", None), dict) else None
+            need = (f"its fully connected layers take {built}x{built} pixels, the size it was built for"
+                    if fc and built is not None else
+                    f"the smallest input it accepts is {_smallest_side(children)}x{_smallest_side(children)} pixels")
+            raise ValueError(f"{name}: {height}x{width} pixels is too small{what}: {child!r} ({type(m).__name__}) "
+                             f"gets a {size_in[0]}x{size_in[1]} map and has no output; {need}")
+
+
+def _stack_named(model: nn.Module, layer: int):
+    """(name, module) pairs of :func:`_stack`."""
+    return list(model.named_children())[:len(_stack(model, layer))]
 
 
 def _as_int(v):

@@ -27,6 +27,7 @@ patch would cover half of a map; the rest of the network runs on whole maps. Any
 """
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ def _check_image(image) -> None:
                          f"{tuple(image.shape)}. For a batch, call once per image; for (1, 3, H, W) use image[0]")
     if not image.is_floating_point():
         raise TypeError(f"image must be a float tensor (preprocessed as the model expects); got {image.dtype}")
+    deconv._check_finite("image", image)
 
 
 def _check_int(name: str, value, lo: int, hi: int | None = None, why: str = "") -> int:
@@ -77,6 +79,9 @@ def _check_fill(fill) -> float:
     if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
         raise TypeError(f"fill must be a real number (the occluder's value in the model's input space, every "
                         f"channel); got {fill!r}")
+    if not math.isfinite(fill):
+        raise ValueError(f"fill must be a finite number (the occluder's value in the model's input space, every "
+                         f"channel; 0 is the mean image for mean-subtracted input); got {fill!r}")
     return float(fill)
 
 
@@ -128,7 +133,12 @@ def map_extent(shape: tuple[int, int], size: int, stride: int) -> tuple[float, f
     pixel coordinates: cell (i, j) is centred on its square's centre, (i * stride + (size - 1) / 2,
     j * stride + (size - 1) / 2), and is ``stride`` pixels wide.
     """
-    ny, nx = shape
+    yx = tuple(deconv._as_int(v) for v in shape) if isinstance(shape, (tuple, list, torch.Size)) else ()
+    if len(yx) != 2 or None in yx or min(yx) < 1:
+        raise ValueError(f"shape must be the map's (ny, nx), two ints >= 1 (occlusion_map(...).shape); got {shape!r}")
+    size = _check_int("size", size, 1, why=" (the occluder's side)")
+    stride = _check_int("stride", stride, 1, why=" (pixels between neighbouring positions of the occluder)")
+    ny, nx = yx
     first = (size - 1) / 2 - stride / 2                       # the outer edge of the first cell
     return first, first + nx * stride, first + ny * stride, first
 
@@ -363,7 +373,13 @@ def _prepare(model, image, target, size, stride, fill, batch_size):
     size, stride = _check_geometry(image, size, stride)
     fill = _check_fill(fill)
     batch_size = _check_batch_size(batch_size)
+    if _sequential(model):                          # its layers' geometry is known: check the image fits them all
+        deconv._check_image_size(model, image, name="image")
     _warn_if_training(model)
+    dtype = deconv._model_dtype(model) or image.dtype          # the dtype the occluded copies are computed in
+    if abs(fill) > torch.finfo(dtype).max:
+        raise ValueError(f"fill must be a finite number that fits the model's {dtype} (|fill| <= "
+                         f"{torch.finfo(dtype).max:.4g}); got {fill!r}")
     return size, stride, fill, batch_size
 
 
@@ -395,7 +411,7 @@ def occlusion_map(model: nn.Module, image: torch.Tensor, target: int, size: int,
         One forward pass of the unoccluded image (to check ``target``) plus ny * nx occluded ones, no gradients.
     """
     size, stride, fill, batch_size = _prepare(model, image, target, size, stride, fill, batch_size)
-    run = _Runner(model, image.to(_device(model, image)), size, stride, fill)
+    run = _Runner(model, deconv._to_model(model, image, "image"), size, stride, fill)
     target = _check_target(target, run.logits)
     probs = [logits.softmax(dim=1)[:, target] for logits, _ in run.batches(batch_size)]
     return torch.cat(probs).view(run.ny, run.nx).to(image.device)
@@ -412,7 +428,7 @@ def occlusion_probabilities(model: nn.Module, image: torch.Tensor, size: int, st
     probable class per position (panel e), from the same forward passes.
     """
     size, stride, fill, batch_size = _prepare(model, image, 0, size, stride, fill, batch_size)
-    run = _Runner(model, image.to(_device(model, image)), size, stride, fill)
+    run = _Runner(model, deconv._to_model(model, image, "image"), size, stride, fill)
     probs = torch.cat([logits.softmax(dim=1) for logits, _ in run.batches(batch_size)])
     return probs.view(run.ny, run.nx, -1).to(image.device)
 
@@ -464,8 +480,8 @@ def occlusion_panels(model: nn.Module, image: torch.Tensor, target: int, size: i
                          f"For any other model use occlusion_map")
     deconv._check_model(model)
     deconv._check_layer(model, layer)
-    x = image.to(_device(model, image))
-    deconv._check_images(model, x.unsqueeze(0))
+    x = deconv._to_model(model, image, "image")
+    deconv._check_images(model, x.unsqueeze(0), "image")
     keep = len(deconv._stack(model, layer)) - 1                        # index of relu{layer}
     run = _Runner(model, x, size, stride, fill, keep=keep)
     target = _check_target(target, run.logits)
