@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .deconv import _check_images, _check_model, _convs, _device, _stack
+from .deconv import (_as_int, _check_finite, _check_image_size, _check_images, _check_model, _convs, _device,
+                     _stack, _to_model)
 
 __all__ = ["layer_features", "transform", "TRANSFORMS", "invariance", "Invariance", "sign_change_score",
            "part_squares", "random_squares", "mask_region", "correspondence", "top_norm_share", "dead_filters",
@@ -111,11 +112,13 @@ def _walk(model: nn.Module, x: torch.Tensor, layers: list[int], logits: bool):
 @torch.no_grad()
 def _run(model: nn.Module, images: torch.Tensor, layers: list[int], logits: bool, batch_size: int):
     """:func:`_walk` over batches, on the model's device; results on the images' device."""
-    device = _device(model, images)
+    children, ends = list(model.named_children()), _layer_ends(model)
+    _check_image_size(model, images, children if logits else children[:max(ends[k - 1] for k in layers)],
+                      what=f" for layer {max(layers)}" if not logits else "")
     feats, outs = {k: [] for k in layers}, []
     with _eval_mode(model):
         for batch in images.split(batch_size):
-            f, out = _walk(model, batch.to(device), layers, logits)
+            f, out = _walk(model, _to_model(model, batch), layers, logits)
             for k in layers:
                 feats[k].append(f[k].to(images.device))
             if logits:
@@ -160,13 +163,18 @@ def layer_features(model: nn.Module, images: torch.Tensor, layers: int | Sequenc
 def _check_fill(fill, images: torch.Tensor) -> torch.Tensor:
     """``fill`` as a tensor that broadcasts against images (N, C, H, W): a number, (C, H, W) or (N, C, H, W)."""
     if isinstance(fill, numbers.Real) and not isinstance(fill, bool):
+        if not math.isfinite(fill):
+            raise ValueError(f"fill must be a finite number or image (0 is the mean image on preprocessed input); "
+                             f"got {fill!r}")
         return images.new_tensor(float(fill))
     if isinstance(fill, torch.Tensor) and fill.is_floating_point():
         try:
             torch.broadcast_shapes(fill.shape, images.shape)
-            return fill.to(images)
         except RuntimeError:
             pass
+        else:
+            _check_finite("fill", fill)
+            return fill.to(images)
     shape = tuple(images.shape)
     raise ValueError(f"fill must be a number or a float tensor that broadcasts to the images {shape}, e.g. "
                      f"{shape[1:]} (a mean image); got {fill if not isinstance(fill, torch.Tensor) else fill.shape!r}")
@@ -239,6 +247,7 @@ def transform(images: torch.Tensor, kind: str, amount: float, fill: float | torc
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
         raise ValueError(f"images must be a float tensor (N, C, H, W); got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    _check_finite("images", images)
     if kind not in TRANSFORMS:
         raise ValueError(f"unknown transformation kind {kind!r}; choose one of {TRANSFORMS}")
     amount = _check_amount(kind, amount, images.shape[-2])
@@ -308,6 +317,8 @@ def invariance(model: nn.Module, images: torch.Tensor, labels, kind: str, amount
     _check_batch_size(batch_size)
     if kind not in TRANSFORMS:
         raise ValueError(f"unknown transformation kind {kind!r}; choose one of {TRANSFORMS}")
+    if isinstance(amounts, (str, bytes)) or not hasattr(amounts, "__iter__"):
+        raise ValueError(f"amounts must be a list of amounts for {kind!r} (e.g. [0, 10, 20]); got {amounts!r}")
     amounts = [_check_amount(kind, a, images.shape[-2]) for a in amounts]
     if not amounts:
         raise ValueError("amounts must hold at least one amount")
@@ -356,6 +367,9 @@ def sign_change_score(eps: torch.Tensor, ignore_zeros: bool = False) -> float:
                          f"{tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__}")
     if not isinstance(ignore_zeros, bool):
         raise TypeError(f"ignore_zeros must be True or False, got {ignore_zeros!r}")
+    if eps.dtype == torch.bool or eps.is_complex():
+        raise TypeError(f"eps must be a real-valued tensor (feature changes), got {eps.dtype}")
+    _check_finite("eps", eps)
     s = torch.sign(eps).double()
     pos, neg = (s > 0).double(), (s < 0).double()                     # (N, D) one-hot codes of the sign
     same = pos @ pos.T + neg @ neg.T                                  # (N, N) dims with the same non-zero sign
@@ -373,7 +387,8 @@ def sign_change_score(eps: torch.Tensor, ignore_zeros: bool = False) -> float:
 
 def _check_boxes(boxes, n: int | None = None, name: str = "boxes") -> torch.Tensor:
     boxes = torch.as_tensor(boxes)
-    if boxes.dim() != 2 or boxes.shape[1] != 4 or (n is not None and len(boxes) != n) or boxes.is_floating_point():
+    if (boxes.dim() != 2 or boxes.shape[1] != 4 or (n is not None and len(boxes) != n) or boxes.is_floating_point()
+            or boxes.is_complex() or boxes.dtype == torch.bool):
         raise ValueError(f"{name} must be an integer tensor ({n if n is not None else 'N'}, 4) of "
                          f"(x0, y0, x1, y1), end-exclusive, as ClipArt.boxes; got {tuple(boxes.shape)} {boxes.dtype}")
     if (boxes[:, 2] <= boxes[:, 0]).any() or (boxes[:, 3] <= boxes[:, 1]).any():
@@ -398,10 +413,10 @@ def part_squares(boxes, where: tuple[float, float], side: float) -> torch.Tensor
     """
     boxes = _check_boxes(boxes)
     if (not isinstance(where, (tuple, list)) or len(where) != 2
-            or not all(isinstance(w, numbers.Real) and 0 <= w <= 1 for w in where)):
+            or not all(isinstance(w, numbers.Real) and not isinstance(w, bool) and 0 <= w <= 1 for w in where)):
         raise ValueError(f"where must be (u, v), fractions in [0, 1] of the box's width and height; got {where!r}")
-    if isinstance(side, bool) or not isinstance(side, numbers.Real) or not side > 0:
-        raise ValueError(f"side must be a fraction > 0 of the box's size, got {side!r}")
+    if isinstance(side, bool) or not isinstance(side, numbers.Real) or not 0 < side < math.inf:
+        raise ValueError(f"side must be a finite fraction > 0 of the box's size, got {side!r}")
     x0, y0, x1, y1 = boxes.double().unbind(1)
     cx, cy = x0 + where[0] * (x1 - x0), y0 + where[1] * (y1 - y0)
     s = (side * ((x1 - x0) * (y1 - y0)).sqrt()).round().clamp(min=1)
@@ -420,6 +435,9 @@ def random_squares(squares, bounds, generator: torch.Generator | None = None) ->
     """
     squares = _check_boxes(squares, name="squares")
     bounds = _check_boxes(bounds, len(squares), name="bounds")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator (torch.Generator().manual_seed(0)) or None, "
+                        f"got {type(generator).__name__}")
     w, h = squares[:, 2] - squares[:, 0], squares[:, 3] - squares[:, 1]
     room_x, room_y = bounds[:, 2] - bounds[:, 0] - w, bounds[:, 3] - bounds[:, 1] - h
     if (room_x < 0).any() or (room_y < 0).any():
@@ -447,11 +465,13 @@ def mask_region(images: torch.Tensor, regions, fill: float | torch.Tensor = 0.0)
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
         raise ValueError(f"images must be a float tensor (N, C, H, W); got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    _check_finite("images", images)
     n, _, height, width = images.shape
     regions = torch.as_tensor(regions)
     if regions.dtype == torch.bool:
         if regions.shape != (n, height, width):
-            raise ValueError(f"masks must be bool ({n}, {height}, {width}), one per image; got {tuple(regions.shape)}")
+            raise ValueError(f"regions given as masks must be bool ({n}, {height}, {width}), one per image; got "
+                             f"{tuple(regions.shape)}")
         masks = regions
     else:
         boxes = _check_boxes(regions, n, name="regions")
@@ -513,9 +533,14 @@ def top_norm_share(weight: torch.Tensor, k: int) -> float:
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
         raise ValueError(f"weight must be a conv weight (C_out, C_in, kh, kw); got "
                          f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
-    if not isinstance(k, int) or not 1 <= k <= len(weight):
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must be a float tensor (a conv layer's weight), got {weight.dtype}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(weight):
         raise ValueError(f"k must be an int in [1, {len(weight)}] (the number of filters), got {k!r}")
+    _check_finite("weight", weight)
     norms = weight.detach().float().flatten(1).norm(dim=1)
+    if not norms.sum() > 0:
+        raise ValueError("weight must have a filter that is not all zero: the share of a total norm of 0 is undefined")
     return (norms.topk(k).values.sum() / norms.sum()).item()
 
 
@@ -540,12 +565,22 @@ def dead_filters(conv: nn.Conv2d, images: torch.Tensor, threshold: float = 0.01)
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != conv.in_channels:
         raise ValueError(f"images must be (N, {conv.in_channels}, H, W); got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    if len(images) == 0:
+        raise ValueError(f"images must hold at least one image (N >= 1); got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a float tensor (preprocessed as the network's input); got {images.dtype}")
+    _check_finite("images", images)
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise TypeError(f"threshold must be a number in (0, 1), got {threshold!r}")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-    response = torch.zeros(conv.out_channels, device=images.device)
-    for s in range(0, len(images), 64):
-        response += F.relu(conv(images[s:s + 64])).mean(dim=(2, 3)).sum(0)
-    return response < threshold * response.max()
+    _check_image_size(conv, images, [("conv", conv)])
+    x = _to_model(conv, images)
+    response = torch.zeros(conv.out_channels, device=x.device, dtype=x.dtype)
+    for s in range(0, len(x), 64):
+        response += F.relu(conv(x[s:s + 64])).mean(dim=(2, 3)).sum(0)
+    # A filter with no response at all is dead even when every filter is (then the maximum is 0 too).
+    return ((response < threshold * response.max()) | (response == 0)).to(images.device)
 
 
 def frequency_bands(weight: torch.Tensor, edges: Sequence[float] = (1 / 6, 1 / 3), size: int = 64) -> torch.Tensor:
@@ -568,10 +603,16 @@ def frequency_bands(weight: torch.Tensor, edges: Sequence[float] = (1 / 6, 1 / 3
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
         raise ValueError(f"weight must be conv filters (C_out, C_in, k, k); got "
                          f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must be a float tensor (conv filters), got {weight.dtype}")
+    _check_finite("weight", weight)
+    if isinstance(edges, (str, bytes)) or not hasattr(edges, "__iter__") or any(
+            isinstance(e, bool) or not isinstance(e, (numbers.Real, torch.Tensor)) for e in edges):
+        raise ValueError(f"edges must be increasing numbers in (0, 0.5] cycles per pixel; got {edges!r}")
     edges = [float(e) for e in edges]
     if not edges or any(not 0 < e <= 0.5 for e in edges) or edges != sorted(set(edges)):
         raise ValueError(f"edges must be increasing numbers in (0, 0.5] cycles per pixel; got {edges}")
-    if not isinstance(size, int) or size < max(weight.shape[-2:]):
+    if isinstance(size, bool) or not isinstance(size, int) or size < max(weight.shape[-2:]):
         raise ValueError(f"size must be an int >= the filter size {max(weight.shape[-2:])}, got {size!r}")
     power = torch.fft.fft2(weight.detach().double(), s=(size, size)).abs().pow(2).sum(1)    # (C, size, size)
     f = torch.fft.fftfreq(size, dtype=torch.float64)
@@ -607,11 +648,21 @@ def shift_variation(model: nn.Module, images: torch.Tensor, layer: int, size: in
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (N, 3, H, W); got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
-    shifts = [int(d) for d in shifts]
-    if not shifts or min(shifts) < 0:
-        raise ValueError(f"shifts must be pixel offsets >= 0, at least one; got {shifts}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a float tensor (pixels in [0, 1] or preprocessed); got {images.dtype}")
+    _check_finite("images", images)
+    listed = list(shifts) if hasattr(shifts, "__iter__") and not isinstance(shifts, (str, bytes)) else None
+    ints = None if listed is None else [_as_int(d) for d in listed]
+    if not ints or None in ints or min(ints) < 0:
+        raise ValueError(f"shifts must be pixel offsets, ints >= 0 (whole pixels), at least one; got {shifts!r}")
+    shifts = ints
+    if preprocess is not None and not callable(preprocess):
+        raise TypeError(f"preprocess must be an nn.Module such as zfviz.data.Preprocess, "
+                        f"got {type(preprocess).__name__}")
     height, width = images.shape[-2:]
-    if not isinstance(size, int) or size < 1 or height < size or width < size + max(shifts):
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be an int >= 1 (the network's input size), got {size!r}")
+    if height < size or width < size + max(shifts):
         raise ValueError(f"each window (size {size!r}) shifted by up to {max(shifts)} pixels must fit in the "
                          f"{height}x{width} images: need height >= size and width >= size + max(shifts)")
     top = (height - size) // 2
