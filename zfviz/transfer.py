@@ -99,13 +99,17 @@ def probe_features(model: nn.Module, images: torch.Tensor, layers: int | Sequenc
     if grid is not None:
         _check_int("grid", grid)
     single = isinstance(layers, numbers.Integral) and not isinstance(layers, bool)
-    listed = [layers] if single else list(layers)
-    feats = layer_features(model, images, listed, batch_size=batch_size)
+    feats = layer_features(model, images, layers, batch_size=batch_size)   # checks model, images and layers
+    feats = {layers: feats} if single else feats
+    listed = list(feats)
     out = {}
     for layer in listed:
         f = feats[layer]
         if grid is not None and layer <= 5:
             maps = _layer_maps(model, layer, f)
+            if grid > min(maps.shape[-2:]):
+                raise ValueError(f"grid must be an int in 1..{min(maps.shape[-2:])} for layer {layer} (its map is "
+                                 f"{maps.shape[-2]}x{maps.shape[-1]}; more cells would repeat values); got {grid!r}")
             f = F.adaptive_max_pool2d(maps, grid).flatten(1)
         out[layer] = f
     return out[listed[0]] if single else out
@@ -129,6 +133,9 @@ def _check_xy(features, labels, name: str):
                          f"{x.shape} and {y.shape}")
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{name}: labels must be integers, got {y.dtype}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name}: features must be finite (no NaN or inf); got {int((~np.isfinite(x)).sum())} "
+                         f"non-finite value(s) of {x.size}")
     return x, y
 
 
@@ -147,9 +154,12 @@ def fit_linear(features, labels, kind: str = "softmax", C: float = 1.0):
     """
     if kind not in CLASSIFIERS:
         raise ValueError(f"kind must be one of {CLASSIFIERS}, got {kind!r}")
-    if isinstance(C, bool) or not isinstance(C, numbers.Real) or not C > 0:
-        raise ValueError(f"C must be a number > 0, got {C!r}")
+    if isinstance(C, bool) or not isinstance(C, numbers.Real) or not 0 < C < math.inf:
+        raise ValueError(f"C must be a number > 0 (finite), got {C!r}")
     x, y = _check_xy(features, labels, "fit_linear")
+    if len(np.unique(y)) < 2 or x.shape[1] < 1:
+        raise ValueError(f"fit_linear: labels must hold at least 2 classes and features at least 1 dimension; got "
+                         f"classes {np.unique(y).tolist()} and features {x.shape}")
     try:
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
@@ -177,6 +187,14 @@ def per_class_accuracy(predicted, labels, num_classes: int | None = None) -> flo
     y = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
     if p.shape != y.shape or y.ndim != 1 or len(y) == 0:
         raise ValueError(f"predicted and labels must be (N,) of the same N >= 1, got {p.shape} and {y.shape}")
+    for name, v in (("predicted", p), ("labels", y)):
+        if not np.issubdtype(v.dtype, np.integer):
+            raise ValueError(f"{name} must be integer class numbers, got {v.dtype}")
+    if num_classes is not None:
+        num_classes = _check_int("num_classes", num_classes)
+        if y.min() < 0 or y.max() >= num_classes:
+            raise ValueError(f"labels must be in 0..{num_classes - 1} (num_classes={num_classes}); got "
+                             f"{int(y.min())}..{int(y.max())}")
     classes = np.unique(y) if num_classes is None else np.arange(num_classes)
     return float(np.mean([np.mean(p[y == c] == c) for c in classes if np.any(y == c)]))
 
@@ -197,9 +215,30 @@ def linear_probe(features, labels, stamps, stamp_labels, per_class: int, test_pe
     """
     x = torch.as_tensor(features)
     y, stamps = torch.as_tensor(labels), torch.as_tensor(stamps)
-    if not (len(x) == len(y) == len(stamps)):
-        raise ValueError(f"features, labels and stamps must have the same length, got {len(x)}, {len(y)}, "
-                         f"{len(stamps)}")
+    stamp_labels = torch.as_tensor(stamp_labels)
+    if x.dim() != 2 or y.dim() != 1 or stamps.dim() != 1 or not (len(x) == len(y) == len(stamps)):
+        raise ValueError(f"features (N, D), labels (N,) and stamps (N,) must have the same length N, got shapes "
+                         f"{tuple(x.shape)}, {tuple(y.shape)}, {tuple(stamps.shape)}")
+    if not x.is_floating_point() and x.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ValueError(f"features must be numbers (N, D), got {x.dtype}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"features must be finite (no NaN or inf); got {int((~torch.isfinite(x)).sum())} "
+                         f"non-finite value(s) of {x.numel()}")
+    if stamps.is_floating_point() or stamps.dtype == torch.bool or stamps.is_complex() or (
+            len(stamps) and not 0 <= int(stamps.min()) <= int(stamps.max()) < len(stamp_labels)):
+        raise ValueError(f"stamps must be ints in 0..{len(stamp_labels) - 1}, indices into stamp_labels; got "
+                         f"{stamps.dtype} {stamps.min().item() if len(stamps) else ''}..{stamps.max().item() if len(stamps) else ''}")
+    if stamp_labels.dim() == 1 and not torch.equal(y.long(), stamp_labels[stamps].long()):
+        raise ValueError("labels must be each image's stamp's class, labels == stamp_labels[stamps]; they differ for "
+                         f"{int((y.long() != stamp_labels[stamps].long()).sum())} image(s)")
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(f"seeds must be a non-empty list of ints >= 0 (one split each), got {seeds!r}")
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of ints >= 0 (one split each), got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must not repeat a seed (a repeated split would count twice in the mean), "
+                         f"got {seeds!r}")
     scores = []
     for seed in seeds:
         train, test = few_shot_split(stamp_labels, per_class, test_per_class, seed)
@@ -230,6 +269,9 @@ def train_from_scratch(dataset, train_stamps, steps: int = 200, batch_size: int 
     from .models import init_kaiming_, zfnet
     from .train import train_step
     steps, batch_size = _check_int("steps", steps), _check_int("batch_size", batch_size)
+    seed = _check_int("seed", seed, 0)
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
+        raise ValueError(f"lr must be a finite number > 0 (the SGD learning rate, 0.01 in the recipe), got {lr!r}")
     subset = dataset.subset(train_stamps)       # renders only the training stamps: cheap fresh epochs
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -263,9 +305,24 @@ def efficientnet_features(model: nn.Module, images: torch.Tensor, grid: int = 2,
     ``{1..7: stage output max-pooled to grid x grid cells, flattened; 8: the 1,280 globally averaged
     head features that feed the classifier}``, each (N, D), float32 on the CPU.
     """
+    from .deconv import _check_finite, _to_model
     _check_int("grid", grid)
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
+    batch_size = _check_int("batch_size", batch_size)
+    if not isinstance(model, nn.Module) or not hasattr(model, "_blocks"):
+        raise TypeError(f"model must be EfficientNet-Lite0 from zfviz.models.efficientnet_lite0(), "
+                        f"got {type(model).__name__}")
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (N, 3, H, W), got {type(images).__name__}")
+    if images.dim() != 4 or images.shape[1] != 3 or len(images) == 0:
+        raise ValueError(f"images must be (N, 3, H, W) with N >= 1, got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a float tensor (preprocessed with the model's preprocess), got {images.dtype}")
+    _check_finite("images", images)
+    side = min(-(-images.shape[-2] // 32), -(-images.shape[-1] // 32))     # stage 7's map: the input / 32
+    if grid > side:
+        raise ValueError(f"grid must be an int in 1..{side} for {images.shape[-2]}x{images.shape[-1]} images (the "
+                         f"last stage's map is about 1/32 of the input; more cells would repeat values); got {grid!r}")
+    images = _to_model(model, images)
     model.eval()
     out: dict[int, list] = {k: [] for k in range(1, 9)}
     for s in range(0, len(images), batch_size):
