@@ -359,3 +359,62 @@ def test_map_extent_centres_each_cell_on_its_square():
     # the centre of cell (i, j) is at (i * 4 + 11.5, j * 4 + 11.5); cells are 4 pixels wide
     assert (left, right, bottom, top) == (9.5, 29.5, 21.5, 9.5)
     assert left + 4 / 2 == 11.5 and right - 4 / 2 == 4 * 4 + 11.5
+
+
+# ---------------------------------------------------------------- issue 13: every bad input is refused up front
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m, x: occlusion_map(m, x, 0, 8, 8, fill=NAN), ValueError, r"fill must be a finite number.*nan"),
+    (lambda m, x: occlusion_map(m, x, 0, 8, 8, fill=-INF), ValueError, r"fill must be a finite number.*-inf"),
+    (lambda m, x: occlusion_map(m, x, 0, 8, 8, fill=torch.tensor(NAN)), ValueError, r"fill must be a finite"),
+    (lambda m, x: occlusion_map(m, x, 0, 8, 8, fill=1e39), ValueError, r"fill .*fits the model's torch.float32"),
+    (lambda m, x: occlusion_map(m, x * NAN, 0, 8, 8), ValueError, r"image must be finite.*12288 non-finite"),
+    (lambda m, x: occlusion_map(m, torch.where(x > 0, INF, x), 0, 8, 8), ValueError, r"image must be finite"),
+    (lambda m, x: occlusion_map(m, x.double() * 1e300, 0, 8, 8), ValueError, r"image do not fit.*float32"),
+    (lambda m, x: occlusion_map(m, x.to(torch.complex64), 0, 8, 8), TypeError, r"image must be a float.*complex64"),
+    (lambda m, x: occlusion_map(m, x[:, :20, :20], 0, 8, 8), ValueError,
+     r"image: 20x20 pixels is too small.*'conv2'.*64x64 pixels"),
+    (lambda m, x: occlusion_map(m, torch.zeros(3, 96, 96), 0, 8, 8), ValueError,
+     r"image: 96x96 pixels give .* 'fc6' expects .*64 pixels"),
+    (lambda m, x: occlusion_panels(m, x[:, :20, :20], 0, 8, 8), ValueError, r"image: 20x20 pixels is too small"),
+    (lambda m, x: occlusion_panels(m, x, 0, 8, 8, fill=NAN), ValueError, r"fill must be a finite"),
+    (lambda m, x: occlusion_panels(m, x, 0, 8, 8, layer=6), ValueError, r"layer must be .* 1\.\.5; got 6"),
+    (lambda m, x: occlusion_panels(m, x, 0, 8, 8, layer=2.0), ValueError, r"layer must be .* got 2\.0"),
+    (lambda m, x: occlusion.occlusion_probabilities(m, x * NAN, 8, 8), ValueError, r"image must be finite"),
+    (lambda m, x: occlusion.occlusion_probabilities(m, x, 8, 8, fill=INF), ValueError, r"fill must be a finite"),
+    (lambda m, x: occlusion.occlusion_probabilities(m, x, 8, 8, batch_size=True), ValueError, r"batch_size must be an int"),
+    (lambda m, x: occlusion.occlusion_probabilities(m, x, 8.0, 8), ValueError, r"size must be an int.*got 8\.0"),
+    (lambda m, x: occlusion.occlusion_probabilities(m, x, 8, 2.5), ValueError, r"stride must be an int.*got 2\.5"),
+    (lambda m, x: occlusion_map(m, x, 1.0, 8, 8), ValueError, r"target must be an int.*got 1\.0"),
+    (lambda m, x: occlusion.occlude(x, (0, 0), 4, NAN), ValueError, r"fill must be a finite"),
+    (lambda m, x: occlusion.occlude(x * NAN, (0, 0), 4), ValueError, r"image must be finite"),
+    (lambda m, x: occlusion.occlude(x, (0.0, 0), 4), ValueError, r"position must be .*got \(0\.0, 0\)"),
+    (lambda m, x: occlusion.occlude(x, (0, 0), True), ValueError, r"size must be an int.*got True"),
+    (lambda m, x: occlusion.map_extent((3, 3), 0, 4), ValueError, r"size must be an int >= 1.*got 0"),
+    (lambda m, x: occlusion.map_extent((3, 3), 4, 0.5), ValueError, r"stride must be an int >= 1.*got 0\.5"),
+    (lambda m, x: occlusion.map_extent((3,), 4, 2), ValueError, r"shape must be the map's \(ny, nx\).*\(3,\)"),
+    (lambda m, x: occlusion.map_extent((0, 3), 4, 2), ValueError, r"shape must be the map's \(ny, nx\)"),
+    (lambda m, x: occlusion.occlusion_grid(64, 64.0, 8, 2), ValueError, r"width must be an int >= 1.*64\.0"),
+    (lambda m, x: occlusion.occlusion_grid(64, 64, 8, False), ValueError, r"stride must be an int >= 1.*False"),
+], ids=lambda v: None)
+def test_occlusion_bad_inputs_are_refused_naming_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call(small(), image())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_other_float_images_are_computed_in_the_models_float32(dtype):
+    # Converting float16/bfloat16 to float32 is exact, so the map is the float32 map of the rounded image (the
+    # same float32 computation: equal up to float32 rounding, 1e-6 on probabilities); float64 rounds to float32.
+    model, x = small(), image()
+    rounded = x.to(dtype)
+    got = occlusion_map(model, rounded, 3, 16, 8)
+    want = occlusion_map(model, rounded.float(), 3, 16, 8)
+    assert got.dtype == torch.float32 and torch.allclose(got, want, rtol=0, atol=1e-6)
+    probs = occlusion.occlusion_probabilities(model, rounded, 16, 8)
+    assert torch.allclose(probs[..., 3], want, rtol=0, atol=1e-6)
+    panels = occlusion_panels(model, rounded, 3, 16, 8)
+    assert torch.allclose(panels.prob, want, rtol=0, atol=1e-6)
