@@ -470,3 +470,107 @@ def test_every_public_docstring_names_its_chapter():
         if inspect.isfunction(obj) or inspect.isclass(obj):
             assert "chapter" in (inspect.getdoc(obj) or "").lower(), name
     assert "chapter" in deconv.__doc__.lower()
+
+
+# ---------------------------------------------------------------- issue 13: every bad input is refused up front
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _dataset(x):
+    return TensorDataset(x, torch.zeros(len(x)))
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m, x: project(m, x * NAN, 5, 0), ValueError, r"images must be finite \(no NaN or inf\); got 24576"),
+    (lambda m, x: backprop(m, torch.where(x > 2, INF, x), 2, 0), ValueError, r"images must be finite"),
+    (lambda m, x: guided_backprop(m, x * NAN, 1, 0), ValueError, r"images must be finite"),
+    (lambda m, x: deconv.feature_map(m, x * NAN, 1), ValueError, r"images must be finite"),
+    (lambda m, x: project(m, x.double() * 1e300, 1, 0), ValueError, r"images do not fit the model's torch.float32"),
+    (lambda m, x: project(m, x.to(torch.complex64), 1, 0), TypeError, r"images must be a float tensor.*complex"),
+    (lambda m, x: project(m, torch.rand(1, 3, 16, 16), 5, 0), ValueError,
+     r"images: 16x16 pixels is too small for layer 5: 'conv2'.*smallest input it accepts is 31x31"),
+    (lambda m, x: deconv.feature_map(m, torch.rand(1, 3, 4, 4), 1), ValueError,
+     r"images: 4x4 pixels is too small for layer 1: 'conv1'.*5x5"),
+    (lambda m, x: project(m, x, 1.0, 0), ValueError, r"layer must be .* 1\.\.5; got 1\.0"),
+    (lambda m, x: project(m, x, 1, 0.0), ValueError, r"channel must be an int in 0\.\.11.*got 0\.0"),
+    (lambda m, x: project(m, x, 1, True), ValueError, r"channel must be an int.*got True"),
+    (lambda m, x: project(m, x, 1, 0, (0.5, 0)), ValueError, r"position must be \(y, x\)"),
+    (lambda m, x: project(m, x, 1, 0, (True, 0)), ValueError, r"position must be \(y, x\)"),
+    (lambda m, x: top_activations(m, _dataset(x * NAN), 1, k=1), ValueError, r"data set's images must be finite"),
+    (lambda m, x: top_activations(m, _dataset(x), 1, k=1, preprocess=lambda b: b * NAN), ValueError,
+     r"data set's images after preprocess must be finite"),
+    (lambda m, x: top_activations(m, _dataset(x[:, :, :16, :16]), 5, k=1), ValueError,
+     r"data set's images: 16x16 pixels is too small for layer 5"),
+    (lambda m, x: top_activations(m, _dataset(x), 1, k=1, channels=[]), ValueError, r"channels must name"),
+    (lambda m, x: top_activations(m, _dataset(x), 1, k=1.0), ValueError, r"k must be an int in 1\.\.2"),
+    (lambda m, x: top_activations(m, _dataset(x), 1, k=1, batch_size=2.0), ValueError, r"batch_size must be"),
+    (lambda m, x: top_activations(m, _dataset(x), 1, k=1, preprocess="norm"), TypeError, r"preprocess must be"),
+    (lambda m, x: deconv.strongest_projections(m, x, 1, None), ValueError, r"channels must name.*got None"),
+    (lambda m, x: deconv.strongest_projections(m, x, 1, []), ValueError, r"channels must name"),
+    (lambda m, x: deconv.strongest_projections(m, x, 1, [0.0]), ValueError, r"channel must be an int"),
+    (lambda m, x: deconv.strongest_projections(m, x * NAN, 1, [0]), ValueError, r"images must be finite"),
+    (lambda m, x: deconv.strongest_projections(m, x[0], 1, [0]), ValueError, r"images must be a batch"),
+    (lambda m, x: receptive_field_box(m, 5, (0, 0), 16), ValueError,
+     r"image_size: 16x16 pixels is too small for layer 5"),
+    (lambda m, x: receptive_field_box(m, 2, (0, 0), 2.5), ValueError, r"image_size must be an int >= 1.*2\.5"),
+    (lambda m, x: receptive_field_box(m, 2, (0, 0), True), ValueError, r"image_size must be an int >= 1.*True"),
+    (lambda m, x: receptive_field_box(m, 2, (0, 0), (64, 0)), ValueError, r"image_size must be.*\(64, 0\)"),
+    (lambda m, x: receptive_field_box(m, 2, (0, 0.0), 64), ValueError, r"position must be \(y, x\)"),
+])
+def test_deconv_bad_inputs_are_refused_naming_the_argument(call, error, match):
+    model = small("zfnet", 64)
+    with pytest.raises(error, match=match):
+        call(model, images(2, 64))
+    assert_no_hooks(model)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_smallest_size_named_is_the_smallest_pytorch_runs(arch):
+    # Against PyTorch itself: the named size runs every layer up to relu{layer}, one pixel less does not.
+    model = small(arch, 64)
+    for layer in LAYERS:
+        with pytest.raises(ValueError, match=r"smallest input it accepts is (\d+)x\1") as info:
+            deconv.feature_map(model, torch.zeros(1, 3, 3, 3), layer)
+        side = int(info.value.args[0].rsplit("accepts is ", 1)[1].split("x")[0])
+        assert deconv.feature_map(model, torch.zeros(1, 3, side, side), layer).shape[-1] >= 1
+        with pytest.raises(RuntimeError):
+            deconv._forward(model, torch.zeros(1, 3, side - 1, side - 1), layer)
+
+
+def test_geometry_agrees_with_pytorch_for_convs_and_pools():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        k, s, d = (int(torch.randint(1, hi, (1,), generator=g)) for hi in (6, 4, 3))
+        p = int(torch.randint(0, k // 2 + 1, (1,), generator=g))
+        ceil = bool(torch.randint(0, 2, (1,), generator=g))
+        m = nn.MaxPool2d(k, s, p, d, ceil_mode=ceil) if ceil or k % 2 else nn.Conv2d(1, 1, k, s, p, d)
+        window, ceil_mode = deconv._geometry(m)
+        for n in range(1, 14):
+            try:
+                want = m(torch.zeros(1, 1, n, n)).shape[-1]
+            except RuntimeError:
+                want = 0
+            assert deconv._out_side(n, window[0], ceil_mode) == want, (m, n)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_float16_and_float64_images_project_as_float32(dtype):
+    model, x = small("zfnet", 64), images(2, 64)[:1]
+    pos = (5, 7)
+    with torch.no_grad():
+        act = features(model, x, 1)[:, 0, pos[0], pos[1]]
+    assert (act > 0).all()                                            # the unit is active: projection is a * filter
+    got = project(model, x.to(dtype), 1, 0, pos)
+    assert got.dtype == torch.float32 and got.shape == x.shape
+    want = project(model, x, 1, 0, pos)
+    # Layer 1: the projection is the unit's activation a times its filter, each weight landing on one pixel, so
+    # |got - want| <= |a(x rounded) - a(x)| * max|w| <= sum|w| * max|x - x rounded| * max|w|; rounding to
+    # float16 moves a value by at most 2**-11 of it (2**-24 for float32), plus float32 arithmetic (1e-5).
+    w = model.conv1.weight[0].detach()
+    unit = 2.0 ** -11 if dtype == torch.float16 else 2.0 ** -24
+    bound = float(w.abs().sum() * unit * x.abs().max() * w.abs().max()) + 1e-5
+    assert (got - want).abs().max() <= bound
+    assert dtype == torch.float64 or (got - want).abs().max() > 0        # float16 rounding really is there
+    assert torch.allclose(deconv.feature_map(model, x.to(dtype), 3), deconv.feature_map(model, x.to(dtype).float(), 3),
+                          rtol=0, atol=1e-5)
