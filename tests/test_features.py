@@ -429,3 +429,104 @@ def test_shift_variation_against_a_direct_computation_and_a_shift_invariant_case
         shift_variation(model, images, 2, 64, [9])
     with pytest.raises(ValueError, match="shifts must be pixel offsets"):
         shift_variation(model, images, 2, 64, [-1])
+
+
+# ---------------------------------------------------------------- issue 13: every bad input is refused up front
+
+from zfviz import features as fe  # noqa: E402
+
+NAN, INF = float("nan"), float("inf")
+BOX = torch.tensor([[0, 0, 4, 4], [1, 1, 5, 5]])
+
+
+def _wide(nan=False):
+    x = torch.rand(2, 3, 64, 70, generator=torch.Generator().manual_seed(2))
+    return x * NAN if nan else x
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m, x: layer_features(m, x * NAN, 1), ValueError, r"images must be finite"),
+    (lambda m, x: layer_features(m, x.double() * 1e300, 1), ValueError, r"images do not fit.*float32"),
+    (lambda m, x: layer_features(m, x[:, :, :20, :20], 5), ValueError,
+     r"images: 20x20 pixels is too small for layer 5: 'conv2'.*31x31"),
+    (lambda m, x: layer_features(m, x, 1, batch_size=2.0), ValueError, r"batch_size must be a positive int"),
+    (lambda m, x: transform(x, "rotate", 10, fill=NAN), ValueError, r"fill must be a finite number.*nan"),
+    (lambda m, x: transform(x, "translate", 2, fill=INF), ValueError, r"fill must be a finite number"),
+    (lambda m, x: transform(x, "rotate", 10, fill=torch.full((3, SIZE, SIZE), NAN)), ValueError,
+     r"fill must be finite"),
+    (lambda m, x: transform(x * NAN, "rotate", 10), ValueError, r"images must be finite"),
+    (lambda m, x: transform(x, "rotate", INF), ValueError, r"amount for 'rotate' must be a finite number"),
+    (lambda m, x: transform(x, "scale", True), ValueError, r"amount for 'scale' must be a finite number.*True"),
+    (lambda m, x: invariance(m, x, [0, 1, 2], "rotate", 10), ValueError, r"amounts must be a list.*got 10"),
+    (lambda m, x: invariance(m, x, [0, 1, 2], "rotate", [NAN]), ValueError, r"amount for 'rotate' must be a finite number, got nan"),
+    (lambda m, x: invariance(m, x * NAN, [0, 1, 2], "rotate", [10]), ValueError, r"images must be finite"),
+    (lambda m, x: invariance(m, x, [0, 1, 2], "rotate", [10], layers=[]), ValueError, r"layers must be .*non-empty"),
+    (lambda m, x: invariance(m, x, [0.0, 1, 2], "rotate", [10]), ValueError, r"labels must be 3 ints"),
+    (lambda m, x: invariance(m, x, [0, 1, 2], "rotate", [10], preprocess="norm"), TypeError, r"preprocess must"),
+    (lambda m, x: correspondence(m, x[:2], {"a": BOX}, fill=NAN), ValueError, r"fill must be a finite"),
+    (lambda m, x: correspondence(m, x[:2] * NAN, {"a": BOX}), ValueError, r"images must be finite"),
+    (lambda m, x: correspondence(m, x[:2], {"a": BOX}, layers=[]), ValueError, r"layers must be .*non-empty"),
+    (lambda m, x: correspondence(m, x[:2], {"a": BOX.float()}), ValueError, r"regions must be an integer tensor"),
+    (lambda m, x: correspondence(m, x[:2], {"a": BOX}, ignore_zeros=1), TypeError, r"ignore_zeros must be True"),
+    (lambda m, x: mask_region(x[:2] * NAN, BOX), ValueError, r"images must be finite"),
+    (lambda m, x: mask_region(x[:2], BOX, fill=NAN), ValueError, r"fill must be a finite"),
+    (lambda m, x: mask_region(x[:2], BOX.bool()), ValueError, r"regions given as masks must be bool \(2, 64, 64\)"),
+    (lambda m, x: sign_change_score(torch.tensor([[NAN, 1.0], [1.0, 1.0]])), ValueError,
+     r"eps must be finite.*1 non-finite"),
+    (lambda m, x: sign_change_score(torch.ones(2, 3, dtype=torch.bool)), TypeError, r"eps must be a real-valued"),
+    (lambda m, x: part_squares(BOX, (0.5, 0.5), INF), ValueError, r"side must be a finite fraction > 0.*inf"),
+    (lambda m, x: part_squares(BOX, (True, 0.5), 0.5), ValueError, r"where must be \(u, v\)"),
+    (lambda m, x: part_squares(BOX, (NAN, 0.5), 0.5), ValueError, r"where must be \(u, v\)"),
+    (lambda m, x: part_squares(BOX.bool(), (0.5, 0.5), 0.5), ValueError, r"boxes must be an integer tensor"),
+    (lambda m, x: random_squares(BOX, BOX[:1]), ValueError, r"bounds must be an integer tensor \(2, 4\)"),
+    (lambda m, x: random_squares(BOX, BOX, 3), TypeError, r"generator must be a torch.Generator"),
+    (lambda m, x: fe.shift_variation(m, _wide(), 2, 64, [1.5]), ValueError, r"shifts must be .*ints.*\[1\.5\]"),
+    (lambda m, x: fe.shift_variation(m, _wide(), 2, 64, [True]), ValueError, r"shifts must be .*\[True\]"),
+    (lambda m, x: fe.shift_variation(m, _wide(), 2, 64, []), ValueError, r"shifts must be .*at least one"),
+    (lambda m, x: fe.shift_variation(m, _wide(), 2, 64, 3), ValueError, r"shifts must be .*got 3"),
+    (lambda m, x: fe.shift_variation(m, _wide(), 2, True, [1]), ValueError, r"size must be an int >= 1.*True"),
+    (lambda m, x: fe.shift_variation(m, _wide(), 2, 64.0, [1]), ValueError, r"size must be an int >= 1.*64\.0"),
+    (lambda m, x: fe.shift_variation(m, _wide(nan=True), 2, 64, [1]), ValueError, r"images must be finite"),
+    (lambda m, x: fe.shift_variation(m, _wide(), 6, 64, [1]), ValueError, r"layer must be .* 1\.\.5; got 6"),
+    (lambda m, x: fe.shift_variation(m, _wide(), 2, 64, [1], preprocess=3), TypeError, r"preprocess must be"),
+    (lambda m, x: fe.dead_filters(m.conv1, x * NAN), ValueError, r"images must be finite"),
+    (lambda m, x: fe.dead_filters(m.conv1, x[:0]), ValueError, r"images must hold at least one image"),
+    (lambda m, x: fe.dead_filters(m.conv1, x[:, :, :3, :3]), ValueError, r"images: 3x3 pixels is too small.*5x5"),
+    (lambda m, x: fe.dead_filters(m.conv1, (x * 9).long()), TypeError, r"images must be a float tensor"),
+    (lambda m, x: fe.dead_filters(m.conv1, x, "0.1"), TypeError, r"threshold must be a number"),
+    (lambda m, x: fe.dead_filters(m.conv1, x, NAN), ValueError, r"threshold must be in \(0, 1\)"),
+    (lambda m, x: fe.frequency_bands(m.conv1.weight * NAN), ValueError, r"weight must be finite"),
+    (lambda m, x: fe.frequency_bands(m.conv1.weight, edges=0.2), ValueError, r"edges must be increasing"),
+    (lambda m, x: fe.frequency_bands(m.conv1.weight, edges=["a"]), ValueError, r"edges must be increasing"),
+    (lambda m, x: fe.frequency_bands(m.conv1.weight, edges=[]), ValueError, r"edges must be increasing"),
+    (lambda m, x: fe.frequency_bands(m.conv1.weight, size=64.0), ValueError, r"size must be an int >= .*64\.0"),
+    (lambda m, x: fe.frequency_bands(torch.ones(2, 3, 1, 1), size=True), ValueError, r"size must be an int"),
+    (lambda m, x: fe.frequency_bands(torch.ones(2, 3, 4, 4, dtype=torch.long)), TypeError, r"weight must be a float"),
+    (lambda m, x: fe.top_norm_share(m.conv1.weight * NAN, 2), ValueError, r"weight must be finite"),
+    (lambda m, x: fe.top_norm_share(m.conv1.weight, True), ValueError, r"k must be an int in \[1, 12\].*True"),
+    (lambda m, x: fe.top_norm_share(m.conv1.weight, 2.0), ValueError, r"k must be an int in \[1, 12\].*2\.0"),
+    (lambda m, x: fe.top_norm_share(torch.zeros(4, 3, 2, 2), 2), ValueError, r"weight must have a filter"),
+])
+def test_features_bad_inputs_are_refused_naming_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call(small(), images(3))
+
+
+def test_a_layer_whose_filters_never_respond_is_all_dead():
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.fill_(-1.0)                                      # every response 0, the maximum too
+    assert fe.dead_filters(conv, torch.randn(2, 3, 8, 8)).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_float16_and_float64_images_give_float32_features(dtype):
+    # float16 -> float32 is exact: the features are those of the rounded image, computed in float32 (the same
+    # computation, so equal up to float32 rounding; relative 1e-5 over the few layers).
+    model, x = small(), images(2)
+    rounded = x.to(dtype)
+    got = layer_features(model, rounded, [1, 7])
+    want = layer_features(model, rounded.float(), [1, 7])
+    for k in (1, 7):
+        assert got[k].dtype == torch.float32 and torch.allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
