@@ -116,3 +116,75 @@ def _block_output(model, x, index):
         model(x)
     handle.remove()
     return seen["out"]
+
+
+# ---------------------------------------------------------------- issue 13: every bad input is refused up front
+
+NAN, INF = float("nan"), float("inf")
+STAMPS = torch.arange(144).repeat(2)                                  # 2 renders of each stamp
+LABELS = STAMP_LABELS[STAMPS]
+FEATS = F.one_hot(LABELS, 8).float() + torch.rand(288, 8, generator=torch.Generator().manual_seed(0))
+
+
+def _net():
+    torch.manual_seed(0)
+    return zfnet(8, 0.1, 64).eval()
+
+
+def _x():
+    return torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: linear_probe(FEATS, LABELS, STAMPS, STAMP_LABELS, 2, 6, seeds=[]), ValueError,
+     r"seeds must be a non-empty list of ints >= 0.*\[\]"),
+    (lambda: linear_probe(FEATS, LABELS, STAMPS, STAMP_LABELS, 2, 6, seeds=3), ValueError, r"seeds must be.*got 3"),
+    (lambda: linear_probe(FEATS, LABELS, STAMPS, STAMP_LABELS, 2, 6, seeds=[0.5]), ValueError, r"seeds must be"),
+    (lambda: linear_probe(FEATS, LABELS, STAMPS, STAMP_LABELS, 2, 6, seeds=[True]), ValueError, r"seeds must be"),
+    (lambda: linear_probe(FEATS, LABELS, STAMPS, STAMP_LABELS, 2, 6, seeds=[1, 1]), ValueError, r"seeds must not"),
+    (lambda: linear_probe(FEATS * NAN, LABELS, STAMPS, STAMP_LABELS, 2, 6), ValueError, r"features must be finite"),
+    (lambda: linear_probe(FEATS, LABELS, STAMPS + 1, STAMP_LABELS, 2, 6), ValueError, r"stamps must be ints in 0\.\.143"),
+    (lambda: linear_probe(FEATS, LABELS, STAMPS.float(), STAMP_LABELS, 2, 6), ValueError, r"stamps must be ints"),
+    (lambda: linear_probe(FEATS, (LABELS + 1) % 8, STAMPS, STAMP_LABELS, 2, 6), ValueError,
+     r"labels must be each image's stamp's class"),
+    (lambda: linear_probe(FEATS[:, 0], LABELS, STAMPS, STAMP_LABELS, 2, 6), ValueError, r"features \(N, D\)"),
+    (lambda: linear_probe(FEATS, LABELS, STAMPS, STAMP_LABELS, 2.0, 6), ValueError, r"per_class must be an int"),
+    (lambda: linear_probe(FEATS, LABELS, STAMPS, STAMP_LABELS, 2, 6, C=INF), ValueError, r"C must be a number > 0"),
+    (lambda: fit_linear(FEATS * NAN, LABELS), ValueError, r"features must be finite"),
+    (lambda: fit_linear(FEATS, LABELS, C=NAN), ValueError, r"C must be a number > 0"),
+    (lambda: fit_linear(FEATS, LABELS * 0), ValueError, r"labels must hold at least 2 classes"),
+    (lambda: fit_linear(FEATS, LABELS.float()), ValueError, r"labels must be integers"),
+    (lambda: per_class_accuracy([0, 1, 2], [0, 1, 2], num_classes=2), ValueError, r"labels must be in 0\.\.1"),
+    (lambda: per_class_accuracy([0, 1], [0, 1], num_classes=True), ValueError, r"num_classes must be an int"),
+    (lambda: per_class_accuracy([0.5, 1.0], [0, 1]), ValueError, r"predicted must be integer class numbers"),
+    (lambda: few_shot_split(STAMP_LABELS, 2, 6, seed=0.5), ValueError, r"seed must be an int >= 0"),
+    (lambda: few_shot_split(STAMP_LABELS, True, 6), ValueError, r"per_class must be an int >= 1"),
+    (lambda: probe_features(_net(), _x() * NAN, 7), ValueError, r"images must be finite"),
+    (lambda: probe_features(_net(), _x(), []), ValueError, r"layers must be .*non-empty"),
+    (lambda: probe_features(_net(), _x(), 5, grid=50), ValueError, r"grid must be an int in 1\.\.\d+ for layer 5"),
+    (lambda: probe_features(_net(), _x(), 5, grid=2.0), ValueError, r"grid must be an int >= 1"),
+    (lambda: probe_features(_net(), _x()[:, :, :20, :20], 5), ValueError, r"images: 20x20 pixels is too small"),
+    (lambda: train_from_scratch(None, [0], lr=NAN), ValueError, r"lr must be a finite number > 0"),
+    (lambda: train_from_scratch(None, [0], seed=1.5), ValueError, r"seed must be an int >= 0"),
+    (lambda: train_from_scratch(None, [0], steps=0), ValueError, r"steps must be an int >= 1"),
+    (lambda: efficientnet_features(_net(), _x()), TypeError, r"model must be EfficientNet-Lite0"),
+])
+def test_transfer_bad_inputs_are_refused_naming_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_efficientnet_features_refuse_bad_images_before_running():
+    class Lite(torch.nn.Module):            # the checks run before any block: a stand-in with _blocks suffices
+        _blocks = ()
+    x = torch.rand(2, 3, 224, 224)
+    for images, error, match in [(x * NAN, ValueError, "images must be finite"),
+                                 (x[0], ValueError, r"images must be \(N, 3, H, W\)"),
+                                 (x.numpy(), TypeError, "images must be a torch.Tensor"),
+                                 ((x * 9).long(), TypeError, "images must be a float tensor")]:
+        with pytest.raises(error, match=match):
+            efficientnet_features(Lite(), images)
+    with pytest.raises(ValueError, match=r"grid must be an int in 1\.\.7"):
+        efficientnet_features(Lite(), x, grid=8)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        efficientnet_features(Lite(), x, batch_size=0)
