@@ -228,8 +228,9 @@ def project(model: nn.Module, images: torch.Tensor, layer: int, channel: int,
         position: (y, x) in that map, the same for every image; ``None`` takes each image's
             strongest activation of ``channel`` (first argmax).
     Returns:
-        (N, 3, H, W) on the images' device: all activations but the chosen one zeroed (the chosen
-        one keeps its value), then per layer unpool with this image's switches, rectify, filter with
+        (N, 3, H, W) on the images' device, in the model's dtype (float16/float64 images are converted to it,
+        and must be large enough for the layer: ValueError naming the smallest size otherwise): all
+        activations but the chosen one zeroed (the chosen one keeps its value), then per layer unpool with this image's switches, rectify, filter with
         the transposed filters (no bias); contrast normalisation skipped. Zero outside the unit's
         receptive field (:func:`receptive_field_box`).
     """

@@ -394,7 +394,8 @@ def occlusion_map(model: nn.Module, image: torch.Tensor, target: int, size: int,
         model: any ``nn.Module`` mapping (N, 3, H, W) to logits (N, num_classes), e.g. the teaching ZFNet or
             ``zfviz.models.efficientnet_lite0()``. Used as it is: call ``model.eval()`` first (a warning says
             so when dropout or batch norm is in training mode). Not modified.
-        image: (3, H, W) float, already preprocessed: what the model takes.
+        image: (3, H, W) float, finite, already preprocessed: what the model takes; other float dtypes are converted
+            to the model's (float16 exactly, float64 rounded to float32).
         target: the class whose probability is mapped, 0..num_classes-1.
         size: the square's side in pixels, 1..min(H, W).
         stride: pixels between neighbouring positions, >= 1.

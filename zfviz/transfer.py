@@ -226,8 +226,9 @@ def linear_probe(features, labels, stamps, stamp_labels, per_class: int, test_pe
                          f"non-finite value(s) of {x.numel()}")
     if stamps.is_floating_point() or stamps.dtype == torch.bool or stamps.is_complex() or (
             len(stamps) and not 0 <= int(stamps.min()) <= int(stamps.max()) < len(stamp_labels)):
+        span = f" {stamps.min().item()}..{stamps.max().item()}" if len(stamps) else ""
         raise ValueError(f"stamps must be ints in 0..{len(stamp_labels) - 1}, indices into stamp_labels; got "
-                         f"{stamps.dtype} {stamps.min().item() if len(stamps) else ''}..{stamps.max().item() if len(stamps) else ''}")
+                         f"{stamps.dtype}{span}")
     if stamp_labels.dim() == 1 and not torch.equal(y.long(), stamp_labels[stamps].long()):
         raise ValueError("labels must be each image's stamp's class, labels == stamp_labels[stamps]; they differ for "
                          f"{int((y.long() != stamp_labels[stamps].long()).sum())} image(s)")
