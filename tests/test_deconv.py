@@ -227,6 +227,44 @@ def test_rectify_and_filter_down_by_hand():
     assert torch.equal(out, expected)
 
 
+def _pooled():
+    x = torch.rand(1, 2, 5, 5, generator=torch.Generator().manual_seed(0))
+    return F.max_pool2d(x, 3, 2, return_indices=True)                    # (1, 2, 2, 2) twice
+
+
+def _conv():
+    return nn.Conv2d(2, 3, 2, stride=2)                                   # 5x5 (or 4x4) in, 2x2 out
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda s, w: unpool(s, w, (5,)), ValueError, "input_size must be"),
+    (lambda s, w: unpool(s, w, (5, 0)), ValueError, "input_size must be"),
+    (lambda s, w: unpool(s, w, (5.0, 5)), ValueError, "input_size must be"),
+    (lambda s, w: unpool(s, w, (True, 5)), ValueError, "input_size must be"),
+    (lambda s, w: unpool(s, w, (2, 2)), ValueError, "switches must index the 2x2"),
+    (lambda s, w: unpool(s, w.float(), (5, 5)), ValueError, "switches must be int64"),
+    (lambda s, w: unpool(s, w[:, :1], (5, 5)), ValueError, "switches must be int64 indices of signal's shape"),
+    (lambda s, w: unpool(s[0], w[0], (5, 5)), ValueError, r"signal must be a float tensor \(N, C, h, w\)"),
+    (lambda s, w: unpool(w, w, (5, 5)), ValueError, "signal must be a float tensor"),
+    (lambda s, w: filter_down(s, nn.Linear(2, 3), (5, 5)), TypeError, "conv must be the forward nn.Conv2d"),
+    (lambda s, w: filter_down(s, _conv(), (5, 5)), ValueError, "signal has 2 maps but conv has 3 filters"),
+    (lambda s, w: filter_down(torch.rand(1, 3, 2, 2), _conv(), (7, 5)), ValueError, "input_size .* does not fit"),
+    (lambda s, w: filter_down(torch.rand(1, 3, 2, 2), _conv(), (3, 5)), ValueError, "between .4, 4. and .5, 5."),
+    (lambda s, w: filter_down(torch.rand(1, 3, 2, 2), _conv(), "55"), ValueError, "input_size must be"),
+])
+def test_building_blocks_refuse_bad_input_naming_it(call, error, match):
+    signal, switches = _pooled()
+    with pytest.raises(error, match=match):
+        call(signal, switches)
+
+
+def test_filter_down_takes_every_input_size_the_conv_maps_to_the_signal():
+    # A 2x2/2 conv maps 4x4 and 5x5 inputs to 2x2: both are accepted, and give those shapes back.
+    signal = torch.rand(1, 3, 2, 2)
+    assert filter_down(signal, _conv(), (4, 4)).shape == (1, 2, 4, 4)
+    assert filter_down(signal, _conv(), (5, 4)).shape == (1, 2, 5, 4)
+
+
 # ---------------------------------------------------------------- receptive fields
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -74,8 +74,16 @@ def unpool(signal: torch.Tensor, switches: torch.Tensor, input_size: Sequence[in
         more colliding values in varying order (last-bit differences) unless
         ``torch.use_deterministic_algorithms(True)`` is set.
     """
+    height, width = _check_size2("input_size", input_size)
+    _check_signal(signal)
+    if switches.shape != signal.shape or switches.dtype != torch.int64:
+        raise ValueError(f"switches must be int64 indices of signal's shape {tuple(signal.shape)}, as "
+                         f"F.max_pool2d(..., return_indices=True) returns them; got {switches.dtype} "
+                         f"{tuple(switches.shape)}")
+    if switches.numel() and not 0 <= int(switches.min()) <= int(switches.max()) < height * width:
+        raise ValueError(f"switches must index the {height}x{width} input map (0..{height * width - 1}); got "
+                         f"{int(switches.min())}..{int(switches.max())}: is input_size the pooling layer's input?")
     n, c = signal.shape[:2]
-    height, width = input_size
     out = signal.new_zeros(n, c, height * width)                      # (N, C, H*W)
     out.scatter_add_(2, switches.flatten(2), signal.flatten(2))       # add, so collisions sum
     return out.view(n, c, height, width)                              # (N, C, H, W)
@@ -104,9 +112,21 @@ def filter_down(signal: torch.Tensor, conv: nn.Conv2d, input_size: Sequence[int]
     Returns:
         (N, C_in, H, W).
     """
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv must be the forward nn.Conv2d whose filters are reused, got {type(conv).__name__}")
+    input_size = _check_size2("input_size", input_size)
+    _check_signal(signal)
+    if signal.shape[1] != conv.out_channels:
+        raise ValueError(f"signal has {signal.shape[1]} maps but conv has {conv.out_channels} filters: the signal "
+                         f"must be the reconstruction at this conv's output")
     natural = [(n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in
                zip(signal.shape[-2:], conv.stride, conv.padding, conv.dilation, conv.kernel_size)]
     output_padding = tuple(want - got for want, got in zip(input_size, natural))
+    if not all(0 <= o < s for o, s in zip(output_padding, conv.stride)):
+        lo = tuple(natural)
+        hi = tuple(n + s - 1 for n, s in zip(natural, conv.stride))
+        raise ValueError(f"input_size {tuple(input_size)} does not fit a {tuple(signal.shape[-2:])} signal through "
+                         f"this conv: its forward input was between {lo} and {hi} pixels")
     # Biases are not part of the deconvnet: the paper filters the rectified maps only.
     return F.conv_transpose2d(signal, conv.weight, None, conv.stride, conv.padding,
                               output_padding, conv.groups, conv.dilation)
@@ -487,6 +507,22 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
     if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} must be finite (no NaN or inf); got {bad} non-finite value(s) of {t.numel()}")
+
+
+def _check_size2(name: str, size) -> tuple[int, int]:
+    """A (H, W) pair of positive ints, for the building blocks of Fig. 1."""
+    if (isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in size)):
+        raise ValueError(f"{name} must be (H, W), two positive ints, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def _check_signal(signal) -> None:
+    """The reconstruction on its way down: a float (N, C, h, w) tensor. (Not checked for NaN here: the public
+    functions check their images, and a model gone NaN is named by its callers with the layer and unit.)"""
+    if not torch.is_tensor(signal) or signal.dim() != 4 or not signal.is_floating_point():
+        raise ValueError(f"signal must be a float tensor (N, C, h, w), got "
+                         f"{tuple(signal.shape) if torch.is_tensor(signal) else type(signal).__name__}")
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype | None:
