@@ -60,7 +60,7 @@ def _check_picture(name: str, image, pixels: bool) -> None:
                         f"{image.dtype}" + (". Convert 0-255 pixels with image.float() / 255" if pixels else ""))
     lo, hi = torch.stack([image.detach().min(), image.detach().max()]).float().tolist()
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"{name} holds NaN or infinite values")
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
     if pixels and (lo < -1e-3 or hi > 1 + 1e-3):
         raise ValueError(f"{name} must be pixels in [0, 1] (it goes through preprocess); got values in "
                          f"[{lo:.4g}, {hi:.4g}]" + (" (0-255 pixels? divide by 255)" if 0 <= lo and hi <= 255 else ""))
