@@ -34,7 +34,10 @@ def main(run: str, command: str) -> None:
         if not torch.equal(a, b):
             raise SystemExit(f"the re-run's {name} differs from the shipped weights: not the same training run")
     target = weights / "zfnet_teaching_snapshots.pt"
-    shutil.copyfile(Path(run) / "snapshots.pt", target)
+    source = Path(run) / "snapshots.pt"
+    if sha256_file(source) != (source.parent / "snapshots.pt.sha256").read_text().split()[0]:
+        raise SystemExit(f"{source} does not match the sha256 training recorded beside it: not shipping it")
+    shutil.copyfile(source, target)
     snaps = torch.load(target, weights_only=True)
     record_path = weights / "zfnet_teaching.json"
     record = json.loads(record_path.read_text())

@@ -14,8 +14,8 @@ from torch import nn
 import zfviz.train as zfviz_train
 from zfviz.data import Preprocess
 from zfviz.models import alexnet_single, zfnet
-from zfviz.train import (CheckpointError, TrainConfig, load_checkpoint, pick_device, renormalize_filters_,
-                         save_checkpoint, train)
+from zfviz.train import (CheckpointError, TrainConfig, _save_snapshots, load_checkpoint, pick_device,
+                         renormalize_filters_, save_checkpoint, train)
 
 NAN, INF = float("nan"), float("inf")
 
@@ -651,7 +651,13 @@ def _keep_snapshot_epochs(path: Path, keep) -> None:
     for entry in state["layers"].values():
         for key in ("values", "indices", "projections"):
             entry[key] = [entry[key][i] for i in idx]
-    torch.save(state, path)
+    _save_snapshots(path, state)          # as training writes it, with its sha256
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
 
 
 def _replace_best_by_last(folder: Path) -> None:
@@ -667,6 +673,8 @@ def _replace_best_by_last(folder: Path) -> None:
     (lambda f: (f / "best.pt").unlink(), r"best\.pt should hold epoch 1 \(validation accuracy 0\.5000.*it is missing"),
     (_replace_best_by_last, r"best\.pt should hold epoch 1 .*it holds another"),
     (lambda f: (f / "best.pt.sha256").unlink(), r"best\.pt has no recorded sha256"),
+    (lambda f: _flip_last_byte(f / "snapshots.pt"), r"snapshot file .*snapshots\.pt is corrupt: sha256"),
+    (lambda f: (f / "snapshots.pt.sha256").unlink(), r"snapshot file .*snapshots\.pt has no recorded sha256"),
 ])
 def test_resume_restores_or_refuses_what_the_run_folder_lacks(run2, tmp_path, monkeypatch, damage, match):
     """On resume the Fig. 4 snapshots and best.pt must be complete up to the checkpoint: the snapshot of the

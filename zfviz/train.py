@@ -534,7 +534,16 @@ def snapshot_epochs(spec: str, epochs: int) -> list[int]:
 
 
 def _read_snapshots(path: Path) -> dict:
-    """The snapshot file of a run ({"epochs": [...], "layers": {...}}), or a CheckpointError naming it."""
+    """The snapshot file of a run ({"epochs": [...], "layers": {...}}), checked against the sha256 beside it
+    (written by :func:`_save_snapshots`), or a CheckpointError naming it."""
+    accepted = _recorded_hashes(path)
+    if isinstance(accepted, str):
+        raise CheckpointError(f"snapshot file {path} has no recorded sha256 ({accepted}), so its integrity cannot "
+                              f"be checked; restore the sidecar, or delete the file to record the snapshots anew")
+    actual = zdata.sha256_file(path)
+    if actual not in accepted:
+        raise CheckpointError(f"snapshot file {path} is corrupt: sha256 {actual[:16]}... but "
+                              f"{sorted(accepted)[0][:16]}... was recorded; not reading it")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -556,10 +565,7 @@ def _keep_snapshots(state: dict, last: int) -> dict:
 
 
 def _save_snapshots(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    _publish(path, lambda tmp: torch.save(state, tmp))     # atomic, with its sha256 beside it
 
 
 @torch.no_grad()
