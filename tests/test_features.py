@@ -531,3 +531,12 @@ def test_float16_and_float64_images_give_float32_features(dtype):
     want = layer_features(model, rounded.float(), [1, 7])
     for k in (1, 7):
         assert got[k].dtype == torch.float32 and torch.allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+
+
+def test_frequency_bands_of_a_zero_filter_is_a_zero_row_and_the_others_sum_to_one():
+    from zfviz.features import frequency_bands
+    w = torch.randn(3, 3, 7, 7, generator=torch.Generator().manual_seed(0))
+    w[1] = 0
+    bands = frequency_bands(w)
+    assert torch.equal(bands[1], torch.zeros(3))
+    assert torch.allclose(bands[[0, 2]].sum(1), torch.ones(2), atol=1e-6)

@@ -598,7 +598,8 @@ def frequency_bands(weight: torch.Tensor, edges: Sequence[float] = (1 / 6, 1 / 3
         size: the FFT size (the filter is zero-padded to size x size; larger is a finer radial sampling).
     Returns:
         (C_out, len(edges) + 1) float, each row summing to 1: the power |FFT|^2, summed over input channels,
-        split by radial frequency. The mean (DC) of a filter is power at frequency 0, i.e. "low".
+        split by radial frequency. The mean (DC) of a filter is power at frequency 0, i.e. "low". A filter
+        that is all zero (a dead one) has no power to split: its row is all zero.
     """
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
         raise ValueError(f"weight must be conv filters (C_out, C_in, k, k); got "
