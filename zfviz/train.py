@@ -402,6 +402,25 @@ def _recorded_hashes(path: Path) -> set[str] | str:
     return hashes or f"{side.name} is empty"
 
 
+def _load_recorded(path: Path, what: str, accepted: set[str] | str | None, fix: str):
+    """``torch.load(path, weights_only=True)`` once the file's sha256 is one of ``accepted``.
+
+    ``accepted`` is a set of hashes, a string saying why none is recorded (refused, with ``fix`` as the way out),
+    or None when the caller explicitly allowed an unchecked load. Checkpoints and snapshot files share it."""
+    if isinstance(accepted, str):
+        raise CheckpointError(f"{what} {path} has no recorded sha256 ({accepted}), so its integrity cannot be "
+                              f"checked; {fix}")
+    if accepted is not None:
+        actual = zdata.sha256_file(path)
+        if actual not in accepted:
+            raise CheckpointError(f"{what} {path} is corrupt: sha256 {actual[:16]}... but "
+                                  f"{sorted(accepted)[0][:16]}... was recorded; not loading it")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated zip, a pickle with code in it, ...
+        raise CheckpointError(f"{what} {path} cannot be read safely ({type(e).__name__}: {e})") from e
+
+
 def _read_checkpoint(path, expected_sha256=None, allow_unverified: bool = False) -> dict:
     """The state dict of a checkpoint file, after its sha256 is checked (see :func:`load_checkpoint`)."""
     if not isinstance(path, (str, os.PathLike)):
@@ -418,20 +437,12 @@ def _read_checkpoint(path, expected_sha256=None, allow_unverified: bool = False)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     accepted = {expected_sha256.lower()} if expected_sha256 is not None else _recorded_hashes(path)
-    if isinstance(accepted, str) and not allow_unverified:
-        raise CheckpointError(f"checkpoint {path} has no recorded sha256 ({accepted}), so its integrity cannot "
-                              f"be checked; pass expected_sha256='<its sha256>', write that hash to "
-                              f"{path.name}.sha256 ('<hash>  {path.name}'), or pass allow_unverified=True "
-                              f"(python -m zfviz.train: --allow-unverified) to load it unchecked")
-    if isinstance(accepted, set):
-        actual = zdata.sha256_file(path)
-        if actual not in accepted:
-            raise CheckpointError(f"checkpoint {path} is corrupt: sha256 {actual[:16]}... but "
-                                  f"{sorted(accepted)[0][:16]}... was recorded; not loading it")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated zip, a pickle with code in it, ...
-        raise CheckpointError(f"checkpoint {path} cannot be read safely ({type(e).__name__}: {e})") from e
+    if isinstance(accepted, str) and allow_unverified:
+        accepted = None
+    state = _load_recorded(path, "checkpoint", accepted,
+                           f"pass expected_sha256='<its sha256>', write that hash to {path.name}.sha256 "
+                           f"('<hash>  {path.name}'), or pass allow_unverified=True (python -m zfviz.train: "
+                           f"--allow-unverified) to load it unchecked")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a zfviz checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     return state
@@ -536,18 +547,8 @@ def snapshot_epochs(spec: str, epochs: int) -> list[int]:
 def _read_snapshots(path: Path) -> dict:
     """The snapshot file of a run ({"epochs": [...], "layers": {...}}), checked against the sha256 beside it
     (written by :func:`_save_snapshots`), or a CheckpointError naming it."""
-    accepted = _recorded_hashes(path)
-    if isinstance(accepted, str):
-        raise CheckpointError(f"snapshot file {path} has no recorded sha256 ({accepted}), so its integrity cannot "
-                              f"be checked; restore the sidecar, or delete the file to record the snapshots anew")
-    actual = zdata.sha256_file(path)
-    if actual not in accepted:
-        raise CheckpointError(f"snapshot file {path} is corrupt: sha256 {actual[:16]}... but "
-                              f"{sorted(accepted)[0][:16]}... was recorded; not reading it")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"snapshot file {path} cannot be read safely ({type(e).__name__}: {e})") from e
+    state = _load_recorded(path, "snapshot file", _recorded_hashes(path),
+                           "restore the sidecar, or delete the file to record the snapshots anew")
     if not (isinstance(state, dict) and isinstance(state.get("epochs"), list)
             and isinstance(state.get("layers"), dict)):
         raise CheckpointError(f"{path} is not a zfviz snapshot file (no 'epochs' list and 'layers' dict)")
