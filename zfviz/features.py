@@ -583,6 +583,30 @@ def dead_filters(conv: nn.Conv2d, images: torch.Tensor, threshold: float = 0.01)
     return ((response < threshold * response.max()) | (response == 0)).to(images.device)
 
 
+def neighbour_correlation(weight: torch.Tensor) -> torch.Tensor:
+    """How smooth each filter is: the correlation of horizontally and vertically adjacent weights.
+
+    Explained in the chapter "Training ZFNet" (why the first layer did not learn) and "§4 Visualisation".
+    ``weight`` (C_out, C_in, k, k). Each input channel of a filter has its mean subtracted; the Pearson
+    correlation of the pairs (w[.., i, j], w[.., i, j+1]) and that of (w[.., i, j], w[.., i+1, j]) are
+    taken over the filter's channels and averaged. Returns (C_out,) float in [-1, 1]: about 0 for white
+    noise (a random start), near 1 for smooth edges and colour blobs. An all-zero filter gives 0.
+    """
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4 or min(weight.shape[-2:]) < 2:
+        raise ValueError(f"weight must be conv filters (C_out, C_in, k, k) with k >= 2; got "
+                         f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must be a float tensor (conv filters), got {weight.dtype}")
+    _check_finite("weight", weight)
+    w = weight.detach().double()
+    w = w - w.mean(dim=(2, 3), keepdim=True)
+
+    def corr(a, b):
+        return (a * b).sum((1, 2, 3)) / (a.pow(2).sum((1, 2, 3)) * b.pow(2).sum((1, 2, 3))).sqrt().clamp_min(1e-300)
+
+    return ((corr(w[..., :, 1:], w[..., :, :-1]) + corr(w[..., 1:, :], w[..., :-1, :])) / 2).float()
+
+
 def frequency_bands(weight: torch.Tensor, edges: Sequence[float] = (1 / 6, 1 / 3), size: int = 64) -> torch.Tensor:
     """Share of each filter's spectral power in low / mid / high spatial-frequency bands (Fig. 6: "a mix of
     extremely high and low frequency information, with little coverage of the mid frequencies").

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import data as zdata
+from .features import neighbour_correlation
 from .models import build_model, init_kaiming_, init_paper_
 
 __all__ = ["TrainConfig", "train", "train_step", "evaluate", "snapshot_epochs", "PAPER_SNAPSHOT_EPOCHS", "renormalize_filters_", "save_checkpoint",
@@ -73,6 +74,10 @@ class TrainConfig:
     max_filter_rms: float = _opt(0.1, "paper §3: renormalise conv filters whose RMS exceeds 0.1; "
                                       "0 = off (Fig. 6a)")
     init: str = _opt("kaiming", '"paper" = N(0, 0.01^2); see init_kaiming_ for why we depart')
+    conv1_std: float = _opt(0.0, "layer 1 alone N(0, conv1_std^2), biases 0 (the paper's 0.01 for every layer); "
+                                 "0 = as --init. Why: the chapter 'Training ZFNet', why layer 1 did not learn")
+    input_scale: float = _opt(1.0, "multiplies the preprocessed input (unit scale); the paper's 0-255 pixels "
+                                   "minus the mean are about 64 times larger")
     seed: int = _opt(0, "seeds torch, numpy and random, hence the weights and the data order")
     device: str = _opt("auto", "auto = cuda, then mps, then cpu (printed); cuda, mps or cpu: "
                                 "an error if absent, never a silent fall-back")
@@ -136,6 +141,8 @@ class TrainConfig:
                 ("lr_factor", 0, False, 1, False, "annealing multiplies the learning rate by it; 0.1 divides by 10"),
                 ("min_lr", 0, True, math.inf, False, "annealing stops below it"),
                 ("max_filter_rms", 0, True, math.inf, False, "0 turns renormalisation off"),
+                ("conv1_std", 0, True, math.inf, False, "0 = layer 1 as --init; the paper's 0.01"),
+                ("input_scale", 0, False, math.inf, False, "1 = unit scale; about 64 = the paper's pixels"),
                 ("dropout", 0, True, 1, False, "the probability of zeroing a unit of fc6/fc7; the paper's 0.5")):
             v = getattr(self, name)
             if not ((v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)):
@@ -501,12 +508,17 @@ def _datasets(cfg: TrainConfig):
 
 
 def _fit_preprocess(cfg: TrainConfig, train_set) -> zdata.Preprocess:
-    """Mean image and channel std of the training images (of up to 1,000 evenly spread centre crops)."""
+    """Mean image and channel std of the training images (of up to 1,000 evenly spread centre crops);
+    ``input_scale`` divides the std, so the network's input is that many times larger."""
     if hasattr(train_set, "tensors"):
-        return zdata.Preprocess.fit(train_set.tensors()[0])
-    plain = zdata.image_folder(Path(cfg.data_root) / "train", cfg.image_size)
-    picks = range(0, len(plain), max(1, len(plain) // 1000))
-    return zdata.Preprocess.fit(torch.stack([plain[i][0] for i in picks]))
+        pre = zdata.Preprocess.fit(train_set.tensors()[0])
+    else:
+        plain = zdata.image_folder(Path(cfg.data_root) / "train", cfg.image_size)
+        picks = range(0, len(plain), max(1, len(plain) // 1000))
+        pre = zdata.Preprocess.fit(torch.stack([plain[i][0] for i in picks]))
+    if cfg.input_scale != 1:
+        pre = zdata.Preprocess(pre.mean, pre.std.flatten() / cfg.input_scale)
+    return pre
 
 
 def _evaluate_set(net, preprocess, dataset, device, workers: int) -> dict:
@@ -562,6 +574,8 @@ def _keep_snapshots(state: dict, last: int) -> dict:
     for entry in state["layers"].values():
         for key in ("values", "indices", "projections"):
             entry[key] = [entry[key][i] for i in keep]
+    if "convs" in state:
+        state["convs"] = [state["convs"][i] for i in keep]
     return state
 
 
@@ -572,11 +586,14 @@ def _save_snapshots(path: Path, state: dict) -> None:
 @torch.no_grad()
 def _record_snapshot(path: Path, net: nn.Module, images: torch.Tensor, epoch: int, seed: int) -> None:
     """Append, for SNAPSHOT_MAPS seeded maps of every conv layer, the strongest activation over ``images``
-    and its projection (float16) to the snapshot file (read again each time, so it survives a resume).
+    and its projection (float16), and every conv layer's weights and biases (``state["convs"]``, one dict
+    per epoch: the projections of any map at that epoch can be recomputed from them) to the snapshot file
+    (read again each time, so it survives a resume).
     Snapshots of ``epoch`` or later already there (from an attempt killed before its checkpoint) are replaced."""
     from .deconv import strongest_projections
-    state = _read_snapshots(path) if path.is_file() else {"epochs": [], "layers": {}}
+    state = _read_snapshots(path) if path.is_file() else {"epochs": [], "layers": {}, "convs": []}
     _keep_snapshots(state, epoch - 1)
+    state.setdefault("convs", [])
     g = torch.Generator().manual_seed(seed)
     was_training = net.training
     net.eval()
@@ -589,6 +606,8 @@ def _record_snapshot(path: Path, net: nn.Module, images: torch.Tensor, epoch: in
         entry["values"].append(top.values[:, 0])
         entry["indices"].append(top.indices[:, 0])
         entry["projections"].append(projections.half().cpu())
+    state["convs"].append({f"{layer}.{name}": p.detach().float().cpu().clone()
+                           for layer, conv in enumerate(convs, start=1) for name, p in conv.named_parameters()})
     state["epochs"].append(epoch)
     net.train(was_training)
     _save_snapshots(path, state)
@@ -791,6 +810,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     net = build_model(cfg.arch, num_classes=len(train_set.classes), width=cfg.width,
                       input_size=cfg.image_size, **cfg.model_options())
     (init_kaiming_ if cfg.init == "kaiming" else init_paper_)(net)
+    first_conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    if cfg.conv1_std > 0:
+        init_paper_(first_conv, cfg.conv1_std)
+    conv1_start = first_conv.weight.detach().clone()   # the same on a resume: built from the seed again
     for m in net.modules():
         if isinstance(m, nn.Dropout):
             m.p = cfg.dropout
@@ -893,7 +916,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             sched.step(val["loss"])
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": opt.param_groups[0]["lr"],
-               "filters_rescaled": rescaled, "conv1_rms": _filter_rms(net), "time_s": time.time() - t0}
+               "filters_rescaled": rescaled, "conv1_rms": _filter_rms(net),
+               "conv1_neighbour_correlation": round(neighbour_correlation(first_conv.weight).mean().item(), 4),
+               "conv1_moved": round(((first_conv.weight.detach() - conv1_start).norm() / conv1_start.norm()).item(), 4),
+               "time_s": time.time() - t0}
         history.append(row)
         if not main_process:
             continue

@@ -1,0 +1,104 @@
+"""Every number the book's prose states about its own results is glued from a cell.
+
+A number in the Markdown of a chapter, intro.md or scorecard.md passes when it lies in maths or code, is inside
+a role (``{glue:text}`key` `` and the like), labels a figure, table, section, layer, year or citation, equals one
+of the paper's constants in :mod:`zfviz.paper` (as the paper prints them), or is one of the few set-up constants
+of :data:`SETUP` below, each kept with its reason. Anything else is a measured result typed by hand: the test
+names it with its chapter and context, so that it can be computed in a cell and glued.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from zfviz import paper
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+
+# Set-up constants of the book (not results): the value and why a number equal to it may be typed.
+SETUP = {
+    0: "zero (no, none)",
+    1: "one (a single image, unit, step)",
+    112: "the old teaching input size, named where the book compares it",
+    192: "the teaching network's input size, a choice of the recipe (TrainConfig.image_size)",
+    255: "the range of 8-bit pixels",
+    10: "the clip-art set's 10 classes (the data set's design, zfviz.data)",
+    0.25: "the teaching network's width (TrainConfig.width)",
+    100: "percent (per cent of, 100%)",
+}
+
+# What is removed before numbers are looked for: code, maths, roles, links, labels, HTML, and phrases that
+# name things by number (Fig. 4, §4.1, Table 2, layers 3 and 4, conv1, arXiv v3, years, citations).
+_STRIP = [
+    r"```.*?```", r"~~~.*?~~~",                          # fenced code and directives' bodies are scanned apart
+    r"\$\$.*?\$\$", r"\$[^$\n]+\$",                      # maths
+    r"`[^`]*`",                                          # inline code and role targets ({glue:text}`key`)
+    r"\{[a-z:-]+\}",                                     # the role names themselves
+    r"\]\([^)]*\)", r"<[^>]+>",                          # link targets and HTML tags
+    r"^\([\w-]+\)=\s*$", r"^:[\w-]+:.*$",                # labels, directive options
+    r"\b(?:arXiv|doi|LNCS|ECCV|ILSVRC|ImageNet|AlexNet|ResNet|VGG|Lite)[\s:-]*[\w./-]*",
+    r"\b(?:conv|pool|fc|norm|relu|layer|stage)\d\w*",    # module names: conv1, fc6, stage4
+    r"\b\d+\s*[x×]\s*\d+(?:\s*[x×]\s*\d+)?\b",           # shapes: 7x7, 3 x 224 x 224 (the architecture's)
+    r"\b(?:19[5-9]\d|20[0-3]\d)\b",                      # years
+    r"\bCaltech-\d+", r"\b10\.\d{4,}/\S+",                # data set names, DOIs
+    r"Lecture Notes in Computer Science \d+",
+]
+_LABELS = (r"(?:Figs?\.|Figures?|§|Sections?|Sec\.|Tables?|Chapters?|[Ll]ayers?|[Pp]anels?|[Ee]quations?|Eq\.|"
+           r"[Ss]teps?|[Vv]ersions?|v|[Pp]ages?|pp\.|[Rr]ows?|[Cc]olumns?|[Cc]ells?|[Ee]xercises?|[Qq]uestions?)")
+_LABELLED = re.compile(_LABELS + r"[\s~-]*\(?\d+(?:\.\d+)*[a-e]?\)?(?:\s*(?:,|and|or|to|-|–|&)\s*\(?\d+(?:\.\d+)*[a-e]?\)?)*")
+_NUMBER = re.compile(r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?(?:\s*(?:million|billion))?%?(?![\w])")
+
+
+def _markdown_sources() -> list[tuple[str, str]]:
+    out = []
+    for nb in sorted(BOOK.glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        for i, cell in enumerate(cells):
+            if cell["cell_type"] == "markdown":
+                out.append((f"{nb.name} cell {i}", "".join(cell["source"])))
+    for md in ("intro.md", "scorecard.md"):
+        out.append((md, (BOOK / md).read_text()))
+    return out
+
+
+def _value(token: str) -> float:
+    t = token.replace(",", "").replace("−", "-").rstrip("%").strip()
+    scale = 1.0
+    for word, s in (("million", 1e6), ("billion", 1e9)):
+        if t.endswith(word):
+            t, scale = t[: -len(word)].strip(), s
+    return float(t) * scale
+
+
+def _known(value: float) -> bool:
+    return any(abs(value - v) <= 1e-9 * max(1.0, abs(v)) for v in list(paper.values()) + list(SETUP))
+
+
+def typed_numbers(text: str) -> list[tuple[str, str]]:
+    """The numbers of ``text`` (Markdown) that are neither stripped nor known: (number, its context)."""
+    for pattern in _STRIP:
+        text = re.sub(pattern, " ", text, flags=re.S | re.M)
+    text = _LABELLED.sub(" ", text)
+    found = []
+    for m in _NUMBER.finditer(text):
+        if not _known(_value(m.group())):
+            found.append((m.group(), " ".join(text[max(0, m.start() - 50): m.end() + 30].split())))
+    return found
+
+
+def test_the_scanner_finds_typed_results_and_passes_glued_ones():
+    text = ("The network reaches 47.2% on the test split {glue:text}`test_acc` and $x_1 = 3.5$; Fig. 4 and "
+            "§4.1, layers 3 and 4 of conv5 in 2014; the paper's 38.4% top-1 error; `lr=0.03` in code.")
+    assert [n for n, _ in typed_numbers(text)] == ["47.2%"]
+    assert [n for n, _ in typed_numbers("trained for 3.7 million images")] == ["3.7 million"]
+
+
+@pytest.mark.parametrize("where, text", _markdown_sources(), ids=lambda v: v if len(v) < 40 else "")
+def test_prose_states_no_unglued_result(where, text):
+    typed = typed_numbers(text)
+    assert not typed, (f"{where} types numbers that are not glued, not a zfviz.paper constant and not a set-up "
+                       f"constant of tests/test_prose_numbers.py SETUP: " + "; ".join(f"{n!r} in '...{c}...'"
+                                                                                     for n, c in typed))
