@@ -612,3 +612,47 @@ def test_float16_and_float64_images_project_as_float32(dtype):
     assert dtype == torch.float64 or (got - want).abs().max() > 0        # float16 rounding really is there
     assert torch.allclose(deconv.feature_map(model, x.to(dtype), 3), deconv.feature_map(model, x.to(dtype).float(), 3),
                           rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_field_crop_holds_the_whole_projection_centred_on_its_unit(layer):
+    """A projection cropped to its unit's receptive field loses nothing (it is zero outside), the crop has the
+    layer's full field on a side (layer_table), and the part past the image border holds ``fill``."""
+    from zfviz.deconv import field_crop
+    model, x = small(), images()
+    table = {row.name: row for row in layer_table(model)}
+    side = table[f"relu{layer}"].receptive_field
+    with torch.no_grad():
+        fmap = features(model, x, layer)
+    for pos in [(0, 0), (fmap.shape[-2] // 2, fmap.shape[-1] - 1)]:
+        c = int(fmap[:, :, pos[0], pos[1]].min(dim=0).values.argmax())
+        proj = project(model, x, layer, c, position=pos)
+        crop = field_crop(proj, model, layer, pos)
+        assert crop.shape == (2, 3, side, side)
+        close(crop.abs().sum((1, 2, 3)), proj.abs().sum((1, 2, 3)))          # nothing outside the field
+        y0, x0, y1, x1 = receptive_field_box(model, layer, pos, 112, clip=False)
+        assert (y1 - y0, x1 - x0) == (side, side)
+        img = field_crop(x[0], model, layer, pos, fill=-7.0)                  # (C, H, W) works too
+        inside_y, inside_x = slice(max(y0, 0) - y0, min(y1, 112) - y0), slice(max(x0, 0) - x0, min(x1, 112) - x0)
+        assert torch.equal(img[:, inside_y, inside_x], x[0][:, max(y0, 0):min(y1, 112), max(x0, 0):min(x1, 112)])
+        assert (img == -7.0).sum() == 3 * (side * side - (inside_y.stop - inside_y.start) * (inside_x.stop - inside_x.start))
+    with pytest.raises(ValueError, match=r"x must be images or projections"):
+        field_crop(torch.zeros(112, 112), model, layer, (0, 0))
+    with pytest.raises(TypeError, match="fill must be a finite number"):
+        field_crop(x, model, layer, (0, 0), fill=float("nan"))
+
+
+def test_deconv_steps_are_the_modules_project_walks():
+    """The Fig. 1 trace: top first, unpool only where the net pools (ZFNet: none between layers 3 and 4)."""
+    from zfviz.deconv import deconv_steps
+    model = small()
+    five = deconv_steps(model, 5)
+    assert five[:6] == [("rectify", "relu5"), ("filter", "conv5"), ("rectify", "relu4"), ("filter", "conv4"),
+                        ("rectify", "relu3"), ("filter", "conv3")]
+    assert [op for op, _ in five].count("unpool") == 2 and five[-1] == ("filter", "conv1")
+    assert deconv_steps(model, 1) == [("rectify", "relu1"), ("filter", "conv1")]
+    assert ("skip", "norm1") in deconv_steps(model, 2)
+    # One step per module of the forward walk up to relu{layer}, in reverse.
+    children = [n for n, _ in model.named_children()]
+    for layer in LAYERS:
+        assert [n for _, n in deconv_steps(model, layer)] == children[:children.index(f"relu{layer}") + 1][::-1]

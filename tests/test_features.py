@@ -391,6 +391,28 @@ def test_dead_filters_finds_the_silent_ones():
         dead_filters(torch.nn.Linear(3, 4), images)
 
 
+def test_neighbour_correlation_of_known_filters():
+    """Smooth ramps correlate near 1, a checkerboard at -1, white noise near 0; worked out independently."""
+    from zfviz.features import neighbour_correlation
+    i = torch.arange(7.0)
+    ramp = (i.view(1, 7) + i.view(7, 1)).expand(3, 7, 7)                    # smooth diagonal ramp
+    checker = ((-1.0) ** (i.view(1, 7) + i.view(7, 1))).expand(3, 7, 7)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(200, 3, 7, 7, generator=g)
+    r = neighbour_correlation(torch.stack([ramp, checker]))
+    def by_hand(f):      # symmetric filters: the vertical pairs correlate as the horizontal ones
+        x = f - f.mean()
+        return ((x[:, 1:] * x[:, :-1]).sum() / (x[:, 1:].pow(2).sum() * x[:, :-1].pow(2).sum()).sqrt()).item()
+    assert r[0].item() == pytest.approx(by_hand(ramp[0]), abs=1e-6) and r[0] > 0.7
+    assert r[1].item() == pytest.approx(by_hand(checker[0]), abs=1e-6) and r[1] < -0.99
+    assert abs(neighbour_correlation(noise).mean().item()) < 0.03
+    assert neighbour_correlation(torch.zeros(2, 3, 7, 7)).tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="k >= 2"):
+        neighbour_correlation(torch.zeros(2, 3, 1, 1))
+    with pytest.raises(TypeError, match="float tensor"):
+        neighbour_correlation(torch.zeros(2, 3, 7, 7, dtype=torch.long))
+
+
 def test_frequency_bands_of_known_gratings():
     from zfviz.features import frequency_bands
     k = 16

@@ -558,10 +558,60 @@ def test_snapshots_record_the_strongest_projection_at_the_chosen_epochs(run2):
         top, projections = strongest_projections(model, images, layer, entry["channels"].tolist())
         assert torch.equal(entry["indices"][-1], top.indices[:, 0])           # recomputed independently
         assert torch.allclose(entry["projections"][-1].float(), projections, rtol=1e-2, atol=1e-3)
+    # Every conv layer's weights and biases at each snapshot epoch; the last are the run's final weights.
+    assert len(snaps["convs"]) == 2
+    convs = [m for m in model if isinstance(m, torch.nn.Conv2d)]
+    for layer, conv in enumerate(convs, start=1):
+        assert torch.equal(snaps["convs"][-1][f"{layer}.weight"], conv.weight.detach())
+        assert torch.equal(snaps["convs"][-1][f"{layer}.bias"], conv.bias.detach())
+        assert not torch.equal(snaps["convs"][0][f"{layer}.weight"], conv.weight.detach())   # epoch 1 differs
     assert snapshot_epochs("paper", 70) == [1, 2, 5, 10, 20, 30, 40, 64]
     assert snapshot_epochs("paper", 100) == [1, 3, 7, 14, 29, 43, 57, 91]
     with pytest.raises(ValueError, match=r"must lie in 1\.\.2"):
         TrainConfig(epochs=2, snapshot_epochs="1,5")
+
+
+def test_history_records_layer_1_statistics(run2):
+    """Each epoch's row holds layer 1's neighbour correlation and how far it moved from its random start,
+    recomputed here from the start (rebuilt from the seed) and the final weights."""
+    from zfviz.features import neighbour_correlation
+    from zfviz.models import build_model, init_kaiming_
+    folder, result = run2
+    last = result["history"][-1]
+    conv1 = result["model"].conv1.weight.detach()
+    torch.manual_seed(3)
+    start = init_kaiming_(build_model("zfnet", 10, 0.0625, 64)).conv1.weight.detach()
+    assert last["conv1_neighbour_correlation"] == pytest.approx(neighbour_correlation(conv1).mean().item(), abs=1e-4)
+    assert last["conv1_moved"] == pytest.approx(((conv1 - start).norm() / start.norm()).item(), abs=1e-4)
+    assert last["conv1_moved"] > 0
+
+
+def test_conv1_std_and_input_scale(tmp_path, monkeypatch):
+    """--conv1-std starts layer 1 alone at N(0, std^2) (the rest as --init); --input-scale multiplies the
+    network's input by dividing the preprocessing's std."""
+    _cache_datasets(monkeypatch)
+    seen = {}
+    real_step = zfviz_train.train_step
+
+    def spy(model, opt, x, *a, **k):
+        if "x" not in seen:
+            seen["x"], seen["conv1"] = x.clone(), model.conv1.weight.detach().clone()
+            seen["conv2"] = model.conv2.weight.detach().clone()
+        return real_step(model, opt, x, *a, **k)
+    monkeypatch.setattr(zfviz_train, "train_step", spy)
+    plain = train(snap_cfg(tmp_path / "a", epochs=1, snapshot_epochs=""), progress=False)
+    x_plain, conv2_plain = seen.pop("x"), seen.pop("conv2")
+    seen.clear()
+    scaled = train(snap_cfg(tmp_path / "b", epochs=1, snapshot_epochs="", conv1_std=0.01, input_scale=8.0),
+                   progress=False)
+    assert torch.allclose(seen["x"], 8 * x_plain, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(scaled["preprocess"].std, plain["preprocess"].std / 8)
+    assert abs(seen["conv1"].std().item() - 0.01) < 0.002          # 648 weights of N(0, 0.01^2)
+    assert torch.equal(seen["conv2"], conv2_plain)                     # the other layers start as before
+    with pytest.raises(ValueError, match="conv1_std must be"):
+        TrainConfig(conv1_std=-0.01)
+    with pytest.raises(ValueError, match="input_scale must be"):
+        TrainConfig(input_scale=0.0)
 
 
 def test_best_pt_holds_the_epoch_of_best_validation_accuracy(run2):

@@ -4,6 +4,7 @@ import copy
 import inspect
 
 import ipywidgets
+import numpy as np
 import matplotlib
 import pytest
 import torch
@@ -471,3 +472,39 @@ def test_draw_box_bad_box(box):
         assert not ax.patches
     finally:
         matplotlib.pyplot.close(fig)
+
+
+def test_stretch_symmetric_puts_zero_at_the_same_grey():
+    from zfviz.plotting import stretch_symmetric
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 20, 20, generator=g) * 5
+    b = torch.randn(3, 20, 20, generator=g) * 0.01
+    a[0, 0, 0], b[0, 0, 0] = 0.0, 0.0
+    shown = stretch_symmetric(torch.stack([a, b]))
+    assert shown[0, 0, 0, 0] == shown[1, 0, 0, 0] == 0.5                  # zero is grey in every panel
+    assert shown.min() >= 0 and shown.max() <= 1
+    scale = torch.quantile(a.abs().flatten(), 0.995)
+    assert torch.allclose(stretch_symmetric(a), (0.5 + 0.5 * a / scale).clamp(0, 1))
+    assert (stretch_symmetric(-a) - (1 - stretch_symmetric(a))).abs().max() < 1e-6    # sign flips about grey
+    assert torch.equal(stretch_symmetric(torch.zeros(3, 4, 4)), torch.full((3, 4, 4), 0.5))
+    with pytest.raises(ValueError, match="percentile must be"):
+        stretch_symmetric(a, percentile=0)
+
+
+def test_fig1_and_fig2_figures_show_what_they_say():
+    import matplotlib
+    matplotlib.use("Agg")
+    from zfviz import models, plotting
+    from zfviz.deconv import deconv_steps
+    net = models.zfnet(10, 0.25, 112)
+    fig = plotting.draw_deconvnet(net, 4)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert sum("unpool" in t for t in texts) == 2 == sum(op == "unpool" for op, _ in deconv_steps(net, 4))
+    assert "filter: conv4ᵀ" in texts and "rectify" in texts and fig.axes[0].get_title()
+    p, q = torch.randn(9, 3, 27, 27), torch.rand(9, 3, 27, 27)
+    fig2 = plotting.show_fig2([("layer 2, map 3", p, q)])
+    assert len(fig2.axes) == 18
+    shown = fig2.axes[0].images[0].get_array()
+    assert np.allclose(shown, plotting.stretch_symmetric(p)[0].permute(1, 2, 0).numpy())
+    with pytest.raises(ValueError, match="9 projections and 9 patches"):
+        plotting.show_fig2([("x", p[:4], q)])

@@ -29,6 +29,7 @@ The networks are flat ``nn.Sequential`` models of Conv2d / ReLU / MaxPool2d / Lo
 """
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
@@ -39,7 +40,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 __all__ = ["feature_map", "project", "backprop", "guided_backprop", "unpool", "rectify", "filter_down",
-           "top_activations", "TopActivations", "receptive_field_box", "strongest_projections"]
+           "top_activations", "TopActivations", "receptive_field_box", "strongest_projections", "field_crop",
+           "deconv_steps"]
 
 # Modules the walk understands; LRN and Identity are the identity on the way down.
 _SUPPORTED = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.LocalResponseNorm, nn.Identity)
@@ -386,7 +388,7 @@ def strongest_projections(model: nn.Module, images: torch.Tensor, layer: int,
 
 
 def receptive_field_box(model: nn.Module, layer: int, position: tuple[int, int],
-                        image_size: int | tuple[int, int]) -> tuple[int, int, int, int]:
+                        image_size: int | tuple[int, int], clip: bool = True) -> tuple[int, int, int, int]:
     """The image patch ``(y0, x0, y1, x1)`` (end-exclusive) that unit ``position`` of layer ``layer`` sees.
 
     Explained in the chapter "What each layer sees" (book/visualisation).
@@ -418,7 +420,51 @@ def receptive_field_box(model: nn.Module, layer: int, position: tuple[int, int],
             k, s, p, d = (_pair(getattr(m, a)) for a in ("kernel_size", "stride", "padding", "dilation"))
             y0, y1 = y0 * s[0] - p[0], (y1 - 1) * s[0] - p[0] + d[0] * (k[0] - 1) + 1
             x0, x1 = x0 * s[1] - p[1], (x1 - 1) * s[1] - p[1] + d[1] * (k[1] - 1) + 1
+    if not clip:
+        return y0, x0, y1, x1
     return max(y0, 0), max(x0, 0), min(y1, height), min(x1, width)
+
+
+def field_crop(x: torch.Tensor, model: nn.Module, layer: int, position: tuple[int, int],
+               fill: float = 0.0) -> torch.Tensor:
+    """Crop images or projections to one unit's whole receptive field, as the paper shows them (Fig. 2).
+
+    Explained in the chapter "What each layer sees" (book/visualisation).
+    ``x`` (N, C, H, W) or (C, H, W): images, or projections of the unit at ``position`` of layer ``layer``
+    (a projection is zero outside that field, so nothing is lost). Returns (N, C, F, F) or (C, F, F), F the
+    layer's receptive field (e.g. 139 for ZFNet's layer 5); where the field reaches past the image border
+    (the network's zero padding) the crop holds ``fill``, so every crop of a layer has the same scale and
+    the unit always sits at its centre.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4):
+        raise ValueError(f"x must be images or projections (N, C, H, W) or (C, H, W); got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if isinstance(fill, bool) or not isinstance(fill, numbers.Real) or not math.isfinite(fill):
+        raise TypeError(f"fill must be a finite number (0 for projections; a grey level for images), got {fill!r}")
+    batch = x if x.dim() == 4 else x.unsqueeze(0)
+    height, width = batch.shape[-2:]
+    y0, x0, y1, x1 = receptive_field_box(model, layer, position, (height, width), clip=False)
+    out = torch.full((*batch.shape[:2], y1 - y0, x1 - x0), float(fill), dtype=batch.dtype, device=batch.device)
+    sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y1, height), min(x1, width)
+    out[..., sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = batch[..., sy0:sy1, sx0:sx1]
+    return out if x.dim() == 4 else out[0]
+
+
+def deconv_steps(model: nn.Module, layer: int) -> list[tuple[str, str]]:
+    """The deconvnet's way down from layer ``layer``'s feature map to pixels, step by step (Fig. 1's right half).
+
+    Explained in the chapter "The deconvnet, step by step" (book/deconvnet). Read from the model's own
+    module list, top first, as :func:`project` walks it: ``[(operation, module name), ...]`` with operation
+    one of "unpool" (with that pool's switches), "rectify", "filter" (the conv's transposed filters, no bias)
+    or "skip" (contrast normalisation, not inverted). ZFNet's layers 3 and 4 have no pooling, so no unpooling
+    step between them.
+    """
+    _check_model(model)
+    _check_layer(model, layer)
+    names = {id(m): n for n, m in model.named_children()}
+    ops = {nn.MaxPool2d: "unpool", nn.ReLU: "rectify", nn.Conv2d: "filter"}
+    return [(next((op for kind, op in ops.items() if isinstance(m, kind)), "skip"), names[id(m)])
+            for m in reversed(_stack(model, layer))]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-__all__ = ["show_images", "show_feature_maps", "show_filters", "stretch", "show_top_projections"]
+__all__ = ["show_images", "show_feature_maps", "show_filters", "stretch", "show_top_projections",
+           "stretch_symmetric", "show_fig2", "draw_deconvnet"]
 
 plt.rcParams.update({"figure.facecolor": "white", "axes.facecolor": "white", "savefig.facecolor": "white",
                      "figure.dpi": 80, "image.cmap": "viridis"})
@@ -26,6 +27,24 @@ def stretch(x: torch.Tensor) -> torch.Tensor:
     hi = flat.max(-1, keepdim=True).values
     out = (flat - lo) / (hi - lo).clamp_min(1e-12)
     return out.reshape(x.shape)
+
+
+def stretch_symmetric(x: torch.Tensor, percentile: float = 99.5) -> torch.Tensor:
+    """Show a projection (or a batch of them) with zero at the same grey (0.5) in every panel.
+
+    Explained in the chapter "What each layer sees" (book/visualisation). Each image of ``x`` (C, H, W) or
+    (N, C, H, W) is divided by the ``percentile`` of its |values| (so a few extreme pixels do not wash the
+    rest out), mapped to 0.5 + 0.5 * value and clipped to [0, 1]: positive evidence is lighter than grey,
+    negative darker, and an all-zero image is uniform grey. ``percentile`` in (0, 100].
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4) or not x.is_floating_point():
+        raise ValueError(f"x must be a float image (C, H, W) or batch (N, C, H, W); got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be a number in (0, 100], got {percentile!r}")
+    batch = x.detach().float().reshape(-1 if x.dim() == 4 else 1, *x.shape[-3:])
+    scale = torch.quantile(batch.abs().flatten(1), percentile / 100, dim=1).clamp_min(1e-12)
+    return (0.5 + 0.5 * batch / scale.view(-1, 1, 1, 1)).clamp(0, 1).reshape(x.shape)
 
 
 def _grid(n: int, ncols: int, size: float):
@@ -118,4 +137,105 @@ def show_top_projections(rows, size: float = 0.62, suptitle: str | None = None):
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
     fig.subplots_adjust(wspace=0.05, hspace=0.08, left=0.08, right=0.99, top=0.85 if suptitle else 0.9, bottom=0.02)
+    return fig
+
+
+def _hide_axes(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.spines[:].set_visible(False)
+
+
+def show_fig2(rows, size: float = 0.5, suptitle: str | None = None, percentile: float = 99.5):
+    """Fig. 2 of the paper: per feature map, a 3x3 grid of its top-9 projections beside a 3x3 grid of the
+    image patches that caused them, each cropped to the unit's receptive field.
+
+    Explained in the chapter "What each layer sees" (book/visualisation).
+
+    Args:
+        rows: a list of ``(label, projections, patches)``; ``projections`` (9, 3, F, F) float, zero meaning
+            "no evidence" (shown grey, :func:`stretch_symmetric` per panel); ``patches`` (9, 3, F, F) pixels
+            in [0, 1]. Crops from :func:`zfviz.deconv.field_crop`.
+        size: inches per small panel; the figure has 7 columns of panels (3 + gap + 3) and 3 rows per map.
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one (label, projections, patches)")
+    for label, projections, patches in rows:
+        if tuple(projections.shape[:2]) != (9, 3) or tuple(patches.shape[:2]) != (9, 3):
+            raise ValueError(f"each row needs 9 projections and 9 patches (9, 3, F, F); got "
+                             f"{tuple(projections.shape)} and {tuple(patches.shape)} for {label!r}")
+    fig = plt.figure(figsize=(size * 7.6, size * 3.3 * len(rows) + (0.35 if suptitle else 0.1)))
+    outer = fig.add_gridspec(len(rows), 1, hspace=0.25)
+    for r, (label, projections, patches) in enumerate(rows):
+        inner = outer[r].subgridspec(3, 7, wspace=0.04, hspace=0.04, width_ratios=[1, 1, 1, 0.35, 1, 1, 1])
+        shown = stretch_symmetric(projections.detach().cpu(), percentile)
+        for i in range(9):
+            a = fig.add_subplot(inner[i // 3, i % 3])
+            a.imshow(shown[i].permute(1, 2, 0).numpy(), interpolation="lanczos")
+            _hide_axes(a)
+            b = fig.add_subplot(inner[i // 3, 4 + i % 3])
+            b.imshow(patches[i].detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="lanczos")
+            _hide_axes(b)
+            if i == 0:
+                a.set_ylabel(label, fontsize=7)
+            if r == 0 and i == 1:
+                a.set_title("projections", fontsize=8)
+                b.set_title("image patches", fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.02, top=0.9 if suptitle else 0.95)
+    return fig
+
+
+def draw_deconvnet(model: torch.nn.Module, layer: int, size: float = 1.0):
+    """Fig. 1 of the paper, drawn from the network's own module list: the convnet's way up to layer
+    ``layer`` (left, bottom to top) and the deconvnet's way down (right, top to bottom), with the pooling
+    switches passed across.
+
+    Explained in the chapter "The deconvnet, step by step" (book/deconvnet). The right column is
+    :func:`zfviz.deconv.deconv_steps`, so it shows exactly the steps :func:`zfviz.deconv.project` takes
+    (layers 3 and 4 have no pooling, hence no unpooling).
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    from .deconv import deconv_steps
+    down = deconv_steps(model, layer)                       # top first
+    up = list(reversed(down))                               # bottom first
+    kinds = {"filter": ("#0072B2", "{} (filter)", "filter: {}ᵀ"), "rectify": ("#009E73", "{} (ReLU)", "rectify"),
+             "unpool": ("#D55E00", "{} (max, switches)", "unpool: {} switches"),
+             "skip": ("#999999", "{} (contrast norm)", "({} skipped)")}
+    n = len(up)
+    fig, ax = plt.subplots(figsize=(6.2 * size, (0.42 * n + 1.1) * size))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-1.1, n + 0.2)
+    ax.axis("off")
+
+    def box(x, y, text, colour):
+        ax.add_patch(FancyBboxPatch((x - 1.9, y - 0.17), 3.8, 0.34, boxstyle="round,pad=0.03", fc="white",
+                                    ec=colour, lw=1.4))
+        ax.text(x, y, text, ha="center", va="center", fontsize=7.5)
+
+    def arrow(x0, y0, x1, y1, colour="#444444", style="-|>", ls="-"):
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle=style, mutation_scale=8, color=colour, lw=1,
+                                     linestyle=ls))
+
+    for i, (op, name) in enumerate(up):
+        colour, left, _ = kinds[op]
+        box(2.4, i, left.format(name), colour)
+        if i:
+            arrow(2.4, i - 0.8 + 0.17 + 0.03, 2.4, i - 0.2)
+    for i, (op, name) in enumerate(down):
+        y = n - 1 - i
+        colour, _, right = kinds[op]
+        box(7.6, y, right.format(name), colour)
+        if i:
+            arrow(7.6, y + 0.8, 7.6, y + 0.2)
+        if op == "unpool":
+            arrow(4.3, y, 5.7, y, colour, style="-|>", ls="--")
+    ax.text(2.4, -0.8, "image (input)", ha="center", va="center", fontsize=8)
+    ax.text(7.6, -0.8, "projection (pixels)", ha="center", va="center", fontsize=8)
+    arrow(2.4, -0.65, 2.4, -0.2)
+    arrow(7.6, -0.2, 7.6, -0.65)
+    ax.text(5.0, n - 0.35, f"layer {layer}: zero all other activations", ha="center", fontsize=7.5)
+    arrow(4.3, n - 1, 5.7, n - 1, "#444444")
+    ax.set_title(f"Convnet (left, up) and deconvnet (right, down) for layer {layer}", fontsize=9)
     return fig
