@@ -48,7 +48,9 @@ _STRIP = [
 ]
 _LABELS = (r"(?:Figs?\.|Figures?|§|Sections?|Sec\.|Tables?|Chapters?|[Ll]ayers?|[Pp]anels?|[Ee]quations?|Eq\.|"
            r"[Ss]teps?|[Vv]ersions?|v|[Pp]ages?|pp\.|[Rr]ows?|[Cc]olumns?|[Cc]ells?|[Ee]xercises?|[Qq]uestions?)")
-_LABELLED = re.compile(_LABELS + r"[\s~-]*\(?\d+(?:\.\d+)*[a-e]?\)?(?:\s*(?:,|and|or|to|-|–|&)\s*\(?\d+(?:\.\d+)*[a-e]?\)?)*")
+# A label is 1, 4.1, 6(b): never a decimal such as (0.44, which is a result that happens to follow "layers".
+_LABEL_NO = r"\(?[1-9]\d*(?:\.[1-9]\d*)*[a-e]?\)?(?![\d.])"
+_LABELLED = re.compile(_LABELS + r"[\s~-]*" + _LABEL_NO + r"(?:\s*(?:,|and|or|to|-|–|&)\s*" + _LABEL_NO + r")*")
 _NUMBER = re.compile(r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?(?:\s*(?:million|billion))?%?(?![\w])")
 
 
@@ -94,6 +96,8 @@ def test_the_scanner_finds_typed_results_and_passes_glued_ones():
             "§4.1, layers 3 and 4 of conv5 in 2014; the paper's 38.4% top-1 error; `lr=0.03` in code.")
     assert [n for n, _ in typed_numbers(text)] == ["47.2%"]
     assert [n for n, _ in typed_numbers("trained for 3.7 million images")] == ["3.7 million"]
+    assert [n for n, _ in typed_numbers("the distance at layers\n(0.442 against 0.31)")] == ["0.442", "0.31"]
+    assert typed_numbers("Figs. 2 and 4, §4.1, Table 6(b), layers 3, 4 and 5") == []
 
 
 @pytest.mark.parametrize("where, text", _markdown_sources(), ids=lambda v: v if len(v) < 40 else "")

@@ -481,6 +481,7 @@ PYTORCHCV_ZFNET = {
     "file": "zfnet-1727-d010ddca.pth",
     "url": "https://github.com/osmr/imgclsmob/releases/download/v0.0.395/zfnet-1727-d010ddca.pth.zip",
     "sha1": "d010ddca1eb32a50a8cceb475c792f53e769b631",
+    "top5_error": 17.27,   # % on ImageNet validation, pytorchcv's count (the "1727" of the file name)
 }
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)   # pytorchcv's input statistics
 
