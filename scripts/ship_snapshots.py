@@ -1,17 +1,20 @@
-"""Ship the Fig. 4 snapshots of a re-run of the teaching ZFNet's training: data/weights/zfnet_teaching_snapshots.pt.
+"""Ship the Fig. 4 snapshots that the teaching ZFNet's own training run recorded: data/weights/zfnet_teaching_snapshots.pt.
 
-    python -m zfviz.train --width 0.25 --image-size 112 --epochs 100 --seed 0 --snapshot-epochs paper \
-        --out runs/teaching_snap --no-progress
-    python scripts/ship_snapshots.py runs/teaching_snap "<that command>"
+    python -m zfviz.train ... --snapshot-epochs paper --out runs/teaching192      # the shipped command
+    python scripts/ship_teaching_model.py runs/teaching192 "<that command>"
+    python scripts/ship_snapshots.py runs/teaching192 "<that command>"
 
-The re-run must end with exactly the shipped weights (recording snapshots draws no random numbers), which
-this script checks before it copies anything; then it records the command in zfnet_teaching.json and
-rewrites data/MANIFEST.tsv.
+The run must be the shipped one (its final weights equal the shipped weights), which this script checks
+before it copies anything. It ships, per snapshot epoch (the paper's Fig. 4 epochs scaled to the run), every
+conv layer's weights and biases (float32: the projections of any feature map at that epoch are recomputed
+from them, cropped to the receptive field, by the chapter "Training ZFNet"), and the 4 seeded maps per layer
+with their strongest activation over the first 64 validation images (value and position). The full-image
+projections the run recorded stay behind (at 192 px they would cost 18 MB). Records the command in
+zfnet_teaching.json and rewrites data/MANIFEST.tsv.
 """
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,29 +26,32 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from zfviz.data import sha256_file  # noqa: E402
 from zfviz.models import load_shipped_checkpoint  # noqa: E402
-from zfviz.train import load_checkpoint  # noqa: E402
+from zfviz.train import _read_snapshots, load_checkpoint  # noqa: E402
 
 
 def main(run: str, command: str) -> None:
     weights = ROOT / "data" / "weights"
-    rerun, _, _ = load_checkpoint(Path(run) / "last.pt")
+    final, _, _ = load_checkpoint(Path(run) / "last.pt")
     shipped, _, _ = load_shipped_checkpoint("weights/zfnet_teaching.pt")   # checked against MANIFEST.tsv
-    for (name, a), (_, b) in zip(rerun.state_dict().items(), shipped.state_dict().items()):
+    for (name, a), (_, b) in zip(final.state_dict().items(), shipped.state_dict().items()):
         if not torch.equal(a, b):
-            raise SystemExit(f"the re-run's {name} differs from the shipped weights: not the same training run")
+            raise SystemExit(f"the run's {name} differs from the shipped weights: not the shipped training run")
+    snaps = _read_snapshots(Path(run) / "snapshots.pt")                  # checked against its .sha256
+    if len(snaps.get("convs", [])) != len(snaps["epochs"]):
+        raise SystemExit(f"{run}/snapshots.pt holds no conv weights for every epoch: record it with this zfviz")
+    slim = {"epochs": snaps["epochs"], "convs": snaps["convs"],
+            "layers": {layer: {k: entry[k] for k in ("channels", "values", "indices")}
+                       for layer, entry in snaps["layers"].items()}}
     target = weights / "zfnet_teaching_snapshots.pt"
-    source = Path(run) / "snapshots.pt"
-    if sha256_file(source) != (source.parent / "snapshots.pt.sha256").read_text().split()[0]:
-        raise SystemExit(f"{source} does not match the sha256 training recorded beside it: not shipping it")
-    shutil.copyfile(source, target)
-    snaps = torch.load(target, weights_only=True)
+    torch.save(slim, target)
     record_path = weights / "zfnet_teaching.json"
     record = json.loads(record_path.read_text())
     record["snapshots"] = {"file": target.name, "command": command, "epochs": snaps["epochs"],
-                           "what": "per conv layer, 4 seeded feature maps: the strongest activation over the "
-                                   "first 64 validation images and its deconvnet projection (float16), "
-                                   "after each listed epoch (the paper's Fig. 4 epochs scaled to 100)",
-                           "sha256": sha256_file(target), "final_weights_identical_to_shipped": True}
+                           "what": "every conv layer's weights and biases (float32) after each listed epoch (the "
+                                   "paper's Fig. 4 epochs scaled to the run), from the shipped run itself; and per "
+                                   "conv layer 4 seeded feature maps with their strongest activation (value and "
+                                   "flat position) over the first 64 validation images at each epoch",
+                           "sha256": sha256_file(target), "same_run_as_shipped_weights": True}
     record_path.write_text(json.dumps(record, indent=1) + "\n")
     import build_data
     build_data.write_manifest()

@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import build_data  # noqa: E402
 from zfviz.data import ClipArt  # noqa: E402
+from zfviz.features import neighbour_correlation  # noqa: E402
 from zfviz.train import evaluate, load_checkpoint, save_checkpoint  # noqa: E402
 
 
@@ -43,6 +45,7 @@ def main(run: str, command: str, name: str = "zfnet_teaching") -> None:
         "command": command,
         "seed": cfg["seed"],
         "device": f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
+        "machine": build_data.machine(torch.get_num_threads()),
         "torch": torch.__version__,
         "epochs": state["epoch"],
         "wall_time_s": round(hist[-1]["time_s"]),
@@ -50,7 +53,9 @@ def main(run: str, command: str, name: str = "zfnet_teaching") -> None:
         "val_accuracy": round(metrics["val"]["accuracy"], 4),
         "test_accuracy": round(metrics["test"]["accuracy"], 4),
         "val_loss": round(metrics["val"]["loss"], 4),
-        "eval_sets": "ClipArt(split, image_size=112, renders=4, seed=0): 320 images of 80 unseen drawings each",
+        "eval_sets": f"ClipArt(split, image_size={cfg['image_size']}, renders=4, seed=0): "
+                     f"{len(ds.labels)} images of {len(ds.sprites)} unseen drawings each",
+        "conv1_neighbour_correlation": round(neighbour_correlation(model.conv1.weight).mean().item(), 4),
         "best_val_accuracy_during_training": round(max(h["val_accuracy"] for h in hist), 4),
         "classes": info["classes"],
         "train_config": cfg,
@@ -58,7 +63,6 @@ def main(run: str, command: str, name: str = "zfnet_teaching") -> None:
         "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()} for h in hist],
     }
     (out / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
-    import build_data
     build_data.write_manifest()
     print(json.dumps({k: record[k] for k in ("epochs", "wall_time_s", "val_accuracy", "test_accuracy")}))
 

@@ -510,3 +510,23 @@ def test_shipped_weights_load_against_the_manifest_not_a_sidecar(tmp_path, monke
     monkeypatch.setattr(data, "DATA_DIR", tmp_path)
     with pytest.raises(data.DataIntegrityError, match="alexnet_teaching.pt is corrupted"):
         models.load_shipped_checkpoint(rel)
+
+
+def test_with_conv_weights_swaps_the_conv_layers_only():
+    from zfviz.models import with_conv_weights, zfnet
+    torch.manual_seed(0)
+    a, b = zfnet(10, 0.125, 112), zfnet(10, 0.125, 112)
+    convs = {f"{i}.{n}": p.detach().clone() for i, m in enumerate([m for m in b if isinstance(m, torch.nn.Conv2d)], 1)
+             for n, p in m.named_parameters()}
+    c = with_conv_weights(a, convs)
+    assert not c.training and c is not a
+    for i, (ma, mb, mc) in enumerate(zip(a, b, c)):
+        if isinstance(ma, torch.nn.Conv2d):
+            assert torch.equal(mc.weight, mb.weight) and torch.equal(mc.bias, mb.bias)
+            assert not torch.equal(ma.weight, mb.weight)             # the original is untouched
+        elif isinstance(ma, torch.nn.Linear):
+            assert torch.equal(mc.weight, ma.weight)
+    with pytest.raises(ValueError, match="must hold exactly"):
+        with_conv_weights(a, {k: v for k, v in convs.items() if k != "5.bias"})
+    with pytest.raises(ValueError, match=r"convs\['1.weight'\] must be a tensor of shape"):
+        with_conv_weights(a, {**convs, "1.weight": torch.zeros(3, 3)})

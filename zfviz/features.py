@@ -39,7 +39,7 @@ from .deconv import (_as_int, _check_finite, _check_image_size, _check_images, _
 
 __all__ = ["layer_features", "transform", "TRANSFORMS", "invariance", "Invariance", "sign_change_score",
            "part_squares", "random_squares", "mask_region", "correspondence", "top_norm_share", "dead_filters",
-           "frequency_bands", "shift_variation"]
+           "frequency_bands", "shift_variation", "neighbour_correlation", "projection_legibility", "Legibility"]
 
 TRANSFORMS = ("translate", "scale", "rotate")
 
@@ -698,3 +698,69 @@ def shift_variation(model: nn.Module, images: torch.Tensor, layer: int, size: in
 
     reference = pooled(0)
     return torch.stack([1 - F.cosine_similarity(pooled(d), reference, dim=1) for d in shifts])
+
+
+# ----------------------------------------------------------------------------------------------
+# How readable a projection is: does its energy lie on what the unit could see?
+# ----------------------------------------------------------------------------------------------
+
+class Legibility(NamedTuple):
+    """Per projection (N,): see :func:`projection_legibility`."""
+    object_ratio: torch.Tensor       # share of |p| on the object / share of the field the object covers
+    edge_correlation: torch.Tensor   # Pearson correlation of |p| with the image's edge strength
+
+
+def _edge_strength(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) pixels -> (N, H, W): Sobel gradient magnitude of the grey image (zero-padded border)."""
+    grey = images.mean(1, keepdim=True)
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=grey.dtype, device=grey.device)
+    gx = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kx.view(1, 1, 3, 3))
+    gy = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kx.t().reshape(1, 1, 3, 3))
+    return (gx.pow(2) + gy.pow(2)).sqrt()[:, 0]
+
+
+def projection_legibility(projections: torch.Tensor, images: torch.Tensor, masks: torch.Tensor,
+                          boxes) -> Legibility:
+    """Two numbers per projection that say whether it shows structure its unit could see (issue: pictures
+    that are noise score about 1 and about 0).
+
+    Explained in the chapter "What each layer sees" (book/visualisation).
+
+    Args:
+        projections: (N, 3, H, W) deconvnet projections (each of one unit).
+        images: (N, 3, H, W) the images, pixels in [0, 1].
+        masks: (N, H, W) bool, the object of each image (``ClipArt.masks``).
+        boxes: N receptive-field boxes ``(y0, x0, y1, x1)`` (:func:`zfviz.deconv.receptive_field_box`);
+            both measures look only inside the unit's field.
+    Returns:
+        :class:`Legibility`: ``object_ratio`` (N,), the share of the projection's magnitude |p| (summed over
+        colours) that lies on the object, divided by the share of the field the object covers (1: no
+        preference; NaN where the field holds no object or no projection); ``edge_correlation`` (N,), the
+        Pearson correlation, over the field's pixels, of |p| with the image's edge strength (Sobel gradient
+        magnitude of the grey image): near 0 for noise, positive for a projection that traces the patch's
+        edges and outlines (NaN where either is constant).
+    """
+    for name, t, dims in (("projections", projections, 4), ("images", images, 4), ("masks", masks, 3)):
+        if not isinstance(t, torch.Tensor) or t.dim() != dims:
+            raise ValueError(f"{name} must be a {dims}-d tensor; got "
+                             f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}")
+    n, h, w = len(projections), *projections.shape[-2:]
+    if images.shape != projections.shape or masks.shape != (n, h, w):
+        raise ValueError(f"projections (N, 3, H, W), images of the same shape and masks (N, H, W) must match; got "
+                         f"{tuple(projections.shape)}, {tuple(images.shape)} and {tuple(masks.shape)}")
+    boxes = [tuple(int(v) for v in b) for b in boxes]
+    if len(boxes) != n or any(len(b) != 4 or not (0 <= b[0] < b[2] <= h and 0 <= b[1] < b[3] <= w) for b in boxes):
+        raise ValueError(f"boxes must be {n} boxes (y0, x0, y1, x1) inside the {h}x{w} image; got {boxes!r}")
+    _check_finite("projections", projections)
+    energy = projections.detach().double().abs().sum(1)                      # (N, H, W)
+    edges = _edge_strength(images.detach().double())
+    ratio, corr = torch.full((n,), math.nan, dtype=torch.float64), torch.full((n,), math.nan, dtype=torch.float64)
+    for i, (y0, x0, y1, x1) in enumerate(boxes):
+        e, m, g = energy[i, y0:y1, x0:x1], masks[i, y0:y1, x0:x1].double(), edges[i, y0:y1, x0:x1]
+        if e.sum() > 0 and m.sum() > 0:
+            ratio[i] = ((e * m).sum() / e.sum()) / m.mean()
+        a, b = e - e.mean(), g - g.mean()
+        denom = (a.pow(2).sum() * b.pow(2).sum()).sqrt()
+        if denom > 0:
+            corr[i] = (a * b).sum() / denom
+    return Legibility(ratio.float(), corr.float())

