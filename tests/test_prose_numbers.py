@@ -33,12 +33,14 @@ SETUP = {
 # What is removed before numbers are looked for: code, maths, roles, links, labels, HTML, and phrases that
 # name things by number (Fig. 4, §4.1, Table 2, layers 3 and 4, conv1, arXiv v3, years, citations).
 _STRIP = [
-    r"```.*?```", r"~~~.*?~~~",                          # fenced code and directives' bodies are scanned apart
+    # fenced code (no info string, a language, or a code directive); other directives' bodies are prose
+    r"^(```+|~~~+)[ \t]*(?:[\w+-]*|\{(?:code|code-block|code-cell|literalinclude|math)\}[^\n]*)\n.*?^\1[ \t]*$",
+    r"^(?:```+|~~~+)[ \t]*\{[\w:-]+\}[^\n]*$", r"^(?:```+|~~~+)[ \t]*$",    # the fences of prose directives
     r"\$\$.*?\$\$", r"\$[^$\n]+\$",                      # maths
     r"`[^`]*`",                                          # inline code and role targets ({glue:text}`key`)
     r"\{[a-z:-]+\}",                                     # the role names themselves
     r"\]\([^)]*\)", r"<[^>]+>",                          # link targets and HTML tags
-    r"^\([\w-]+\)=\s*$", r"^:[\w-]+:.*$",                # labels, directive options
+    r"^\([\w-]+\)=[ \t]*$", r"^:[\w-]+:[^\n]*$",               # labels, directive options
     r"\b(?:arXiv|doi|LNCS|ECCV|ILSVRC|ImageNet|AlexNet|ResNet|VGG|Lite)[\s:-]*[\w./-]*",
     r"\b(?:conv|pool|fc|norm|relu|layer|stage)\d\w*",    # module names: conv1, fc6, stage4
     r"\b\d+\s*[x×]\s*\d+(?:\s*[x×]\s*\d+)?\b",           # shapes: 7x7, 3 x 224 x 224 (the architecture's)
@@ -81,6 +83,7 @@ def _known(value: float) -> bool:
 
 def typed_numbers(text: str) -> list[tuple[str, str]]:
     """The numbers of ``text`` (Markdown) that are neither stripped nor known: (number, its context)."""
+    text = re.sub(r"\[([-−]?\d+),([-−]?\d+)\]", r"[\1, \2]", text)   # an interval [-128,128], not 128,128
     for pattern in _STRIP:
         text = re.sub(pattern, " ", text, flags=re.S | re.M)
     text = _LABELLED.sub(" ", text)
@@ -98,6 +101,8 @@ def test_the_scanner_finds_typed_results_and_passes_glued_ones():
     assert [n for n, _ in typed_numbers("trained for 3.7 million images")] == ["3.7 million"]
     assert [n for n, _ in typed_numbers("the distance at layers\n(0.442 against 0.31)")] == ["0.442", "0.31"]
     assert typed_numbers("Figs. 2 and 4, §4.1, Table 6(b), layers 3, 4 and 5") == []
+    fenced = "```python\nx = 47.2\n```\n\n```{note}\nIt ran at 803 images/s.\n```\n"
+    assert [n for n, _ in typed_numbers(fenced)] == ["803"]            # a note is prose, code is not
 
 
 @pytest.mark.parametrize("where, text", _markdown_sources(), ids=lambda v: v if len(v) < 40 else "")

@@ -15,6 +15,7 @@ YEAR = 2014
 
 # --- §3 Training, Fig. 3 (the architecture) -------------------------------------------------------------
 INPUT_SIZE = 224                 # Fig. 3: 224x224 crops of images resized to 256
+INPUT_RANGE = (-128, 128)        # §3: "input images are roughly in the [-128,128] range" (pixels minus the mean)
 RESIZE = 256                     # §3: short side to 256, centre 256x256 crop
 CROPS = 10                       # §3: 10 sub-crops (corners + centre, with and without flip)
 CONV_CHANNELS = (96, 256, 384, 384, 256)     # Fig. 3, layers 1-5
