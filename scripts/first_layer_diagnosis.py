@@ -30,6 +30,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from zfviz.train import TrainConfig, train  # noqa: E402
 
 EPOCHS = 6
+# The recipe as shipped before issue 14 (TrainConfig's defaults then): the arms change it one knob at a time.
+BASE = {"image_size": 112, "batch_size": 128, "conv1_std": 0.0}
 # (name, what changes, the TrainConfig fields it sets, epochs)
 ARMS = [
     ("shipped", "the shipped recipe", {}, EPOCHS),
@@ -48,7 +50,7 @@ KEEP = ("epoch", "train_loss", "val_accuracy", "conv1_neighbour_correlation", "c
 
 def run_arm(name: str, changes: dict, epochs: int, runs: Path) -> list[dict]:
     out = runs / name
-    cfg = TrainConfig(epochs=epochs, seed=0, out=str(out), **changes)
+    cfg = TrainConfig(**{**BASE, "epochs": epochs, "seed": 0, "out": str(out), **changes})
     history = out / "history.json"
     if history.is_file() and len(json.loads(history.read_text())) >= epochs:
         print(f"{name}: done before, read back", flush=True)
@@ -81,7 +83,7 @@ def main(argv=None) -> None:
                       "seed 0) with one or two knobs changed; per epoch, layer 1's mean neighbour correlation, its "
                       "relative distance from the random start (conv1_moved), mean filter RMS, validation accuracy",
               "command": "python scripts/first_layer_diagnosis.py --threads 2",
-              "base_config": {k: v for k, v in vars(TrainConfig()).items() if k not in ("out",)},
+              "base_config": {k: v for k, v in vars(TrainConfig(**BASE)).items() if k not in ("out",)},
               "seed": 0, "machine": machine(args.threads), "wall_time_s": round(time.time() - t0),
               "arms": arms}
     ship_json("results/first_layer_diagnosis.json", record)
