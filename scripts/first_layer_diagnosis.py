@@ -8,7 +8,9 @@ changed, trained for a few epochs by `zfviz.train`. After every epoch the histor
 neighbour correlation (`zfviz.features.neighbour_correlation`, averaged over filters: about 0 for noise,
 near 1 for smooth edges and blobs), how far layer 1 moved from its random start (relative L2 distance),
 its filter RMS, and the validation accuracy. Writes data/results/first_layer_diagnosis.json with the
-command, the machine and every arm's history; the chapter "Training ZFNet" prints the table from it.
+command, the machine and every arm's history, and data/results/first_layer_diagnosis.pt with each arm's final
+layer-1 weights (and, with --old-weights, those of the network shipped before issue 14, for comparison); the
+chapter "Training ZFNet" prints the table and shows the filters from them.
 
 Runs go to runs/diagnosis/<arm>/; an interrupted run resumes from its last.pt, a finished one is read
 back, so the script can be stopped and started again. About 20 minutes on 2 CPU cores.
@@ -72,6 +74,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", default=str(ROOT / "runs" / "diagnosis"))
+    p.add_argument("--old-weights", default=None,
+                   help="the teaching checkpoint shipped before issue 14 (sha256 4666ecb6...), to keep its layer 1")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -84,9 +88,23 @@ def main(argv=None) -> None:
                       "relative distance from the random start (conv1_moved), mean filter RMS, validation accuracy",
               "command": "python scripts/first_layer_diagnosis.py --threads 2",
               "base_config": {k: v for k, v in vars(TrainConfig(**BASE)).items() if k not in ("out",)},
-              "seed": 0, "machine": machine(args.threads), "wall_time_s": round(time.time() - t0),
+              "seed": 0, "machine": machine(args.threads),
+              # the arms' own training times (read back from their histories when a run was done before);
+              # on 2 cores shared with other jobs part of the time, so slower than alone
+              "training_time_s": round(sum(a["history"][-1].get("time_s", 0) for a in arms)),
               "arms": arms}
-    ship_json("results/first_layer_diagnosis.json", record)
+    from build_data import ship_torch
+    from zfviz.data import sha256_file
+    from zfviz.train import load_checkpoint
+    conv1 = {name: load_checkpoint(Path(args.runs) / name / "last.pt")[0].conv1.weight.detach().clone()
+             for name, *_ in ARMS}
+    if args.old_weights:
+        old, _, state = load_checkpoint(args.old_weights, allow_unverified=True)
+        conv1["shipped before issue 14"] = old.conv1.weight.detach().clone()
+        record["old_weights"] = {"sha256": sha256_file(args.old_weights), "epochs": state["epoch"],
+                                 "train_config": state["info"]["train_config"]}
+        record["command"] += f" --old-weights {args.old_weights}"
+    ship_torch("results/first_layer_diagnosis.pt", {"conv1": conv1}, record)
 
 
 if __name__ == "__main__":
