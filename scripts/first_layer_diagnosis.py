@@ -99,10 +99,16 @@ def main(argv=None) -> None:
     conv1 = {name: load_checkpoint(Path(args.runs) / name / "last.pt")[0].conv1.weight.detach().clone()
              for name, *_ in ARMS}
     if args.old_weights:
-        old, _, state = load_checkpoint(args.old_weights, allow_unverified=True)
+        old, _pre, state = load_checkpoint(args.old_weights, allow_unverified=True)
         conv1["shipped before issue 14"] = old.conv1.weight.detach().clone()
         record["old_weights"] = {"sha256": sha256_file(args.old_weights), "epochs": state["epoch"],
                                  "train_config": state["info"]["train_config"]}
+        from zfviz.data import ClipArt
+        from zfviz.train import evaluate
+        size = state["info"]["train_config"]["image_size"]
+        for split in ("val", "test"):       # as ship_teaching_model.py evaluates a shipped network
+            images, labels = ClipArt(split, image_size=size, renders=4, seed=0).tensors()
+            record["old_weights"][f"{split}_accuracy"] = round(evaluate(old, _pre, images, labels)["accuracy"], 4)
         record["command"] += f" --old-weights {args.old_weights}"
     ship_torch("results/first_layer_diagnosis.pt", {"conv1": conv1}, record)
 
