@@ -33,9 +33,6 @@ SETUP = {
 # What is removed before numbers are looked for: code, maths, roles, links, labels, HTML, and phrases that
 # name things by number (Fig. 4, §4.1, Table 2, layers 3 and 4, conv1, arXiv v3, years, citations).
 _STRIP = [
-    # fenced code (no info string, a language, or a code directive); other directives' bodies are prose
-    r"^(```+|~~~+)[ \t]*(?:[\w+-]*|\{(?:code|code-block|code-cell|literalinclude|math)\}[^\n]*)\n.*?^\1[ \t]*$",
-    r"^(?:```+|~~~+)[ \t]*\{[\w:-]+\}[^\n]*$", r"^(?:```+|~~~+)[ \t]*$",    # the fences of prose directives
     r"\$\$.*?\$\$", r"\$[^$\n]+\$",                      # maths
     r"`[^`]*`",                                          # inline code and role targets ({glue:text}`key`)
     r"\{[a-z:-]+\}",                                     # the role names themselves
@@ -54,6 +51,35 @@ _LABELS = (r"(?:Figs?\.|Figures?|§|Sections?|Sec\.|Tables?|Chapters?|[Ll]ayers?
 _LABEL_NO = r"\(?[1-9]\d*(?:\.[1-9]\d*)*[a-e]?\)?(?![\d.])"
 _LABELLED = re.compile(_LABELS + r"[\s~-]*" + _LABEL_NO + r"(?:\s*(?:,|and|or|to|-|–|&)\s*" + _LABEL_NO + r")*")
 _NUMBER = re.compile(r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?(?:\s*(?:million|billion))?%?(?![\w])")
+
+
+_FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*(.*?)[ \t]*$")
+_CODE_DIRECTIVES = ("code", "code-block", "code-cell", "literalinclude", "math")
+
+
+def _drop_code_fences(text: str) -> str:
+    """Fenced code blocks out, prose directives' fence lines out, their bodies (prose) kept.
+
+    A fence line opens a code block when it has no info string or a language (```python) or a code directive
+    ({code-cell}), unless it closes the innermost open prose directive ({note}, {exercise}, ...)."""
+    out, open_directives, code_fence = [], [], None
+    for line in text.split("\n"):
+        m = _FENCE.match(line)
+        if code_fence is not None:                     # inside a code block: skip to its closing fence
+            if m and m.group(1)[0] == code_fence[0] and len(m.group(1)) >= len(code_fence) and not m.group(2):
+                code_fence = None
+            continue
+        if not m:
+            out.append(line)
+            continue
+        fence, info = m.groups()
+        if not info and open_directives and open_directives[-1] == fence:
+            open_directives.pop()                      # the end of a prose directive
+        elif info.startswith("{") and info[1:].split("}")[0] not in _CODE_DIRECTIVES:
+            open_directives.append(fence)              # a prose directive: its body is scanned
+        else:
+            code_fence = fence                         # code: skipped
+    return "\n".join(out)
 
 
 def _markdown_sources() -> list[tuple[str, str]]:
@@ -83,6 +109,7 @@ def _known(value: float) -> bool:
 
 def typed_numbers(text: str) -> list[tuple[str, str]]:
     """The numbers of ``text`` (Markdown) that are neither stripped nor known: (number, its context)."""
+    text = _drop_code_fences(text)
     text = re.sub(r"\[([-−]?\d+),([-−]?\d+)\]", r"[\1, \2]", text)   # an interval [-128,128], not 128,128
     for pattern in _STRIP:
         text = re.sub(pattern, " ", text, flags=re.S | re.M)
@@ -103,6 +130,8 @@ def test_the_scanner_finds_typed_results_and_passes_glued_ones():
     assert typed_numbers("Figs. 2 and 4, §4.1, Table 6(b), layers 3, 4 and 5") == []
     fenced = "```python\nx = 47.2\n```\n\n```{note}\nIt ran at 803 images/s.\n```\n"
     assert [n for n, _ in typed_numbers(fenced)] == ["803"]            # a note is prose, code is not
+    tables = "```{list-table}\n* - 1.5\n```\n\n```{list-table}\n* - 2.7\n```\n"
+    assert [n for n, _ in typed_numbers(tables)] == ["1.5", "2.7"]     # a closing fence opens nothing
 
 
 @pytest.mark.parametrize("where, text", _markdown_sources(), ids=lambda v: v if len(v) < 40 else "")
