@@ -8,7 +8,7 @@ For each conv layer, 16 seeded feature maps among those that fire on the validat
 top-9 validation images (`deconv.top_activations`): the projection of the strongest unit, and the two numbers
 of `features.projection_legibility` inside the unit's receptive field (the share of the projection on the
 object over the share of the field the object covers; the correlation of the projection's magnitude with the
-image's edge strength). Adds the network's per-layer means under --name to data/results/legibility.json
+image's edge strength; the projection's own neighbour correlation, its smoothness). Adds the network's per-layer means under --name to data/results/legibility.json
 (other entries are kept), with the command, the checkpoint's sha256 and the machine. The chapter "What each
 layer sees" sets the old network (before issue 14) beside the new one. About a minute per network.
 """
@@ -42,7 +42,7 @@ def measure(model, preprocess, image_size: int, seed: int = 1) -> dict:
         top = deconv.top_activations(model, torch.utils.data.TensorDataset(x, torch.zeros(len(x))), layer, k=TOP)
         firing = (top.values[:, -1] > 0).nonzero().flatten()          # maps whose 9th image still fires
         maps = firing[torch.randperm(len(firing), generator=g)[:MAPS]].tolist()
-        ratios, corrs = [], []
+        ratios, corrs, smooth = [], [], []
         for c in maps:
             idx = top.indices[c]
             p = deconv.project(model, x[idx], layer, c)
@@ -51,9 +51,11 @@ def measure(model, preprocess, image_size: int, seed: int = 1) -> dict:
             leg = features.projection_legibility(p, images[idx], val.masks[idx], boxes)
             ratios.append(leg.object_ratio)
             corrs.append(leg.edge_correlation)
-        r, e = torch.cat(ratios), torch.cat(corrs)
+            smooth.append(leg.smoothness)
+        r, e, m = torch.cat(ratios), torch.cat(corrs), torch.cat(smooth)
         out[str(layer)] = {"maps": maps, "object_ratio": round(r.nanmean().item(), 4),
                            "edge_correlation": round(e.nanmean().item(), 4),
+                           "smoothness": round(m.nanmean().item(), 4),
                            "edge_correlation_sem": round((e[~e.isnan()].std() / (~e.isnan()).sum().sqrt()).item(), 4)}
     return out
 
@@ -69,7 +71,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     t0 = time.time()
     if args.weights:
-        model, preprocess, state = load_checkpoint(args.weights)
+        model, preprocess, state = load_checkpoint(args.weights, allow_unverified=True)   # its sha256 is recorded
         digest = zdata.sha256_file(args.weights)
     else:
         model, preprocess = models.load_teaching_zfnet()

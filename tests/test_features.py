@@ -593,3 +593,17 @@ def test_projection_legibility_scores_structure_above_noise():
         projection_legibility(noise[:1], images[:1], masks[:1], [(0, 0, 40, 40)])
     with pytest.raises(ValueError, match="must match"):
         projection_legibility(noise, images[:1], masks, boxes)
+
+
+def test_projection_legibility_smoothness_tells_strokes_from_speckle():
+    from zfviz.features import neighbour_correlation, projection_legibility
+    s = 32
+    images, masks = torch.rand(2, 3, s, s), torch.ones(2, s, s, dtype=torch.bool)
+    i = torch.arange(float(s))
+    stroke = torch.exp(-((i.view(-1, 1) - i.view(1, -1)) ** 2) / 20).expand(3, s, s)       # a smooth diagonal
+    speckle = torch.randn(3, s, s, generator=torch.Generator().manual_seed(0))
+    leg = projection_legibility(torch.stack([stroke, speckle]), images, masks, [(4, 4, 28, 28)] * 2)
+    assert leg.smoothness[0] > 0.8 and abs(leg.smoothness[1]) < 0.1
+    assert leg.smoothness[1].item() == pytest.approx(
+        neighbour_correlation(speckle[None, :, 4:28, 4:28])[0].item(), abs=1e-5)
+    assert torch.isnan(projection_legibility(torch.zeros(1, 3, s, s), images[:1], masks[:1], [(0, 0, s, s)]).smoothness).all()

@@ -54,6 +54,7 @@ def test_static_deconv_explorer_stores_the_live_views(teaching):
         assert stored["box"] == list(live["box"]) and stored["position"] == list(live["position"])
         # The projection is a JPEG: close to the live one, not bit-equal.
         assert (decode_uri(stored["projection_uri"]) - live["projection"]).abs().mean() < 0.02
+        assert (decode_uri(stored["patch_uri"]) - live["patch"]).abs().mean() < 0.02     # the field's patch
         assert torch.equal(decode_uri(ex.views["images"][index]), (live["image"] * 255).round() / 255)
     assert payload["images"][0]["label"] == val.classes[val[2][1]]
     assert repr(ex) == "<StaticExplorer deconv 'deconv-test': 2 layers, 3 feature maps, 2 images>"

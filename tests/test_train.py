@@ -329,7 +329,7 @@ def test_evaluate_bad_batch_size_and_train_step_bad_amp():
     ({"amp": "fp16"}, ValueError, "amp must be 'none' or 'bf16'"),
     ({"lr_steps": None}, TypeError, "lr_steps must be a string"),
     ({"lr_steps": "5,3", "epochs": 9}, ValueError, "lr_steps must be increasing"),
-    ({"lr_steps": "30"}, ValueError, r"epochs in 1\.\.29"),
+    ({"lr_steps": "70"}, ValueError, r"epochs in 1\.\.69"),
     ({"snapshot_epochs": "1,,2"}, ValueError, "snapshot_epochs must be 'paper' or a list"),
     ({"drop_layers": "5"}, ValueError, r"drop may hold the layers \(3, 4, 6, 7\)"),
 ])

@@ -12,8 +12,8 @@ import torch
 matplotlib.use("Agg")
 
 from zfviz import data, models, occlusion, widgets
-from zfviz.deconv import project, receptive_field_box
-from zfviz.plotting import stretch
+from zfviz.deconv import field_crop, project, receptive_field_box
+from zfviz.plotting import stretch_symmetric
 
 
 @pytest.fixture(scope="module")
@@ -39,41 +39,58 @@ def assert_no_hooks(model):
             assert not getattr(m, attr), f"{name or 'model'}.{attr} is not empty"
 
 
-@pytest.mark.parametrize("layer, channel, index", [(1, 5, 0), (3, 42, 11), (5, 12, 123)])
-def test_deconv_view_equals_its_parts_computed_directly(teaching, layer, channel, index):
+def firing_channel(model, preprocess, val, layer, index, rank=1):
+    """A feature map of ``layer`` that fires on image ``index``: the ``rank``-th strongest (derived from the
+    model, so the test follows a retrained network)."""
+    fmap = relu_map(model, preprocess(val[index][0][None]), layer)[0]
+    order = fmap.amax(dim=(1, 2)).argsort(descending=True)
+    return int(order[rank])
+
+
+def silent_case(model, preprocess, val):
+    """(layer, channel, index) of a map that does not fire at all on that image (ReLU nets have many)."""
+    for index in range(20):
+        for layer in (3, 4, 5, 2):
+            fmap = relu_map(model, preprocess(val[index][0][None]), layer)[0]
+            silent = (fmap.amax(dim=(1, 2)) == 0).nonzero().flatten()
+            if len(silent):
+                return layer, int(silent[0]), index
+    raise AssertionError("no silent feature map on the first 20 images")
+
+
+@pytest.mark.parametrize("layer, index", [(1, 0), (3, 11), (5, 123)])
+def test_deconv_view_equals_its_parts_computed_directly(teaching, layer, index):
     model, preprocess, val = teaching
+    channel = firing_channel(model, preprocess, val, layer, index)
     view = widgets.deconv_view(model, preprocess, val, layer, channel, index)
     image, label = val[index]
+    side = image.shape[-1]
     x = preprocess(image[None])
     fmap = relu_map(model, x, layer)[0, channel]                          # (h, w)
     assert view["activation"] == pytest.approx(float(fmap.max()), abs=0) and view["activation"] > 0
     y, x_ = view["position"]
     assert fmap[y, x_] == fmap.max()
     assert (y * fmap.shape[1] + x_) == int(fmap.flatten().argmax())    # the first argmax
-    assert torch.equal(view["image"], image) and view["image"].shape == (3, 112, 112)
-    expected = stretch(project(model, x, layer, channel, (y, x_)))[0]
-    assert torch.equal(view["projection"], expected)
-    assert view["projection"].min() == 0 and view["projection"].max() == 1
-    assert view["box"] == receptive_field_box(model, layer, (y, x_), 112)
+    assert torch.equal(view["image"], image) and view["image"].shape == (3, side, side)
+    full = project(model, x, layer, channel, (y, x_))[0]
+    crop = field_crop(full, model, layer, (y, x_))
+    assert torch.equal(view["projection"], stretch_symmetric(crop))
+    field = {r.name: r.receptive_field for r in models.layer_table(model)}[f"relu{layer}"]
+    assert view["projection"].shape == view["patch"].shape == (3, field, field)
+    assert torch.equal(view["patch"], field_crop(image, model, layer, (y, x_), fill=1.0))
+    assert view["box"] == receptive_field_box(model, layer, (y, x_), side)
+    y0, x0, y1, x1 = view["box"]                                         # the crop lost nothing: zero outside
+    assert crop.abs().sum() == pytest.approx(full[:, y0:y1, x0:x1].abs().sum().item(), rel=1e-6)
+    assert full.abs().sum() == pytest.approx(full[:, y0:y1, x0:x1].abs().sum().item(), rel=1e-6)
     assert (view["layer"], view["channel"], view["index"], view["label"]) == (layer, channel, index, label)
     assert_no_hooks(model)
 
 
-def test_a_silent_map_gives_a_blank_projection(teaching):
+def test_a_silent_map_gives_a_grey_projection(teaching):
     model, preprocess, val = teaching
-    view = widgets.deconv_view(model, preprocess, val, 3, 40, 11)       # map 40 never fires on image 11
-    assert view["activation"] == 0 and not view["projection"].any()
-
-
-def test_projection_of_the_view_is_blank_outside_the_box(teaching):
-    model, preprocess, val = teaching
-    view = widgets.deconv_view(model, preprocess, val, 2, 30, 11)
-    y0, x0, y1, x1 = view["box"]
-    outside = torch.ones(112, 112, dtype=torch.bool)
-    outside[y0:y1, x0:x1] = False
-    values = view["projection"][:, outside]                               # stretched: zero maps to one value
-    assert outside.any() and values.min() == values.max()
-    assert (view["projection"][:, ~outside] != values.min()).any()
+    layer, channel, index = silent_case(model, preprocess, val)
+    view = widgets.deconv_view(model, preprocess, val, layer, channel, index)
+    assert view["activation"] == 0 and (view["projection"] == 0.5).all()    # zero is grey
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
@@ -122,15 +139,17 @@ def test_explorer_controls_ranges_and_updates(teaching):
     assert not matplotlib.pyplot.get_fignums()                         # every drawn figure was closed
 
 
-def test_show_view_draws_two_titled_panels_with_the_box(teaching):
+def test_show_view_draws_three_titled_panels_with_the_box(teaching):
     model, preprocess, val = teaching
-    view = widgets.deconv_view(model, preprocess, val, 3, 42, 11)
+    channel = firing_channel(model, preprocess, val, 3, 11)
+    view = widgets.deconv_view(model, preprocess, val, 3, channel, 11)
     fig = widgets.show_view(view, val.classes)
     try:
         titles = [ax.get_title() for ax in fig.axes]
         assert titles[0] == f"image 11 ({val.classes[view['label']]})"
-        assert titles[1].startswith("layer 3, map 42: ")
-        assert all(len(ax.patches) == 1 for ax in fig.axes)
+        assert titles[1] == f"patch ({view['patch'].shape[-1]} px field)"
+        assert titles[2].startswith(f"layer 3, map {channel}: ")
+        assert [len(ax.patches) for ax in fig.axes] == [1, 0, 0]         # the box, on the image only
         assert fig.get_size_inches()[0] <= 8
     finally:
         matplotlib.pyplot.close(fig)
@@ -443,7 +462,7 @@ def test_deconv_view_refuses_a_data_set_of_bad_images(teaching, image, with_prep
 def two_views(teaching):
     model, preprocess, val = teaching
     image, label = val[11]
-    return (widgets.deconv_view(model, preprocess, val, 2, 30, 11),
+    return (widgets.deconv_view(model, preprocess, val, 2, firing_channel(model, preprocess, val, 2, 11), 11),
             widgets.occlusion_view(model, image, label, 16, 4, (40, 52), preprocess=preprocess))
 
 

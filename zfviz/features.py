@@ -708,6 +708,7 @@ class Legibility(NamedTuple):
     """Per projection (N,): see :func:`projection_legibility`."""
     object_ratio: torch.Tensor       # share of |p| on the object / share of the field the object covers
     edge_correlation: torch.Tensor   # Pearson correlation of |p| with the image's edge strength
+    smoothness: torch.Tensor         # neighbour correlation of the projection itself: 0 speckle, near 1 smooth
 
 
 def _edge_strength(images: torch.Tensor) -> torch.Tensor:
@@ -738,7 +739,9 @@ def projection_legibility(projections: torch.Tensor, images: torch.Tensor, masks
         preference; NaN where the field holds no object or no projection); ``edge_correlation`` (N,), the
         Pearson correlation, over the field's pixels, of |p| with the image's edge strength (Sobel gradient
         magnitude of the grey image): near 0 for noise, positive for a projection that traces the patch's
-        edges and outlines (NaN where either is constant).
+        edges and outlines (NaN where either is constant); ``smoothness`` (N,), :func:`neighbour_correlation`
+        of the projection inside the field, as of a filter: about 0 for speckle (a projection through random
+        layer-1 filters), near 1 for strokes and regions a reader can see (NaN for an all-zero projection).
     """
     for name, t, dims in (("projections", projections, 4), ("images", images, 4), ("masks", masks, 3)):
         if not isinstance(t, torch.Tensor) or t.dim() != dims:
@@ -755,6 +758,7 @@ def projection_legibility(projections: torch.Tensor, images: torch.Tensor, masks
     energy = projections.detach().double().abs().sum(1)                      # (N, H, W)
     edges = _edge_strength(images.detach().double())
     ratio, corr = torch.full((n,), math.nan, dtype=torch.float64), torch.full((n,), math.nan, dtype=torch.float64)
+    smooth = torch.full((n,), math.nan, dtype=torch.float64)
     for i, (y0, x0, y1, x1) in enumerate(boxes):
         e, m, g = energy[i, y0:y1, x0:x1], masks[i, y0:y1, x0:x1].double(), edges[i, y0:y1, x0:x1]
         if e.sum() > 0 and m.sum() > 0:
@@ -763,4 +767,7 @@ def projection_legibility(projections: torch.Tensor, images: torch.Tensor, masks
         denom = (a.pow(2).sum() * b.pow(2).sum()).sqrt()
         if denom > 0:
             corr[i] = (a * b).sum() / denom
-    return Legibility(ratio.float(), corr.float())
+        field = projections[i, :, y0:y1, x0:x1].detach().double()
+        if field.abs().sum() > 0 and min(field.shape[-2:]) >= 2:
+            smooth[i] = neighbour_correlation(field[None])[0]
+    return Legibility(ratio.float(), corr.float(), smooth.float())

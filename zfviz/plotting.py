@@ -146,7 +146,7 @@ def _hide_axes(ax) -> None:
     ax.spines[:].set_visible(False)
 
 
-def show_fig2(rows, size: float = 0.5, suptitle: str | None = None, percentile: float = 99.5):
+def show_fig2(rows, size: float = 0.5, suptitle: str | None = None, percentile: float = 99.5, per_row: int = 1):
     """Fig. 2 of the paper: per feature map, a 3x3 grid of its top-9 projections beside a 3x3 grid of the
     image patches that caused them, each cropped to the unit's receptive field.
 
@@ -156,18 +156,23 @@ def show_fig2(rows, size: float = 0.5, suptitle: str | None = None, percentile: 
         rows: a list of ``(label, projections, patches)``; ``projections`` (9, 3, F, F) float, zero meaning
             "no evidence" (shown grey, :func:`stretch_symmetric` per panel); ``patches`` (9, 3, F, F) pixels
             in [0, 1]. Crops from :func:`zfviz.deconv.field_crop`.
-        size: inches per small panel; the figure has 7 columns of panels (3 + gap + 3) and 3 rows per map.
+        size: inches per small panel; each map takes 3 rows and 7 columns of panels (3 + gap + 3).
+        per_row: maps side by side (2 keeps a layer's 4 maps in a figure as wide as it is tall).
     """
+    if isinstance(per_row, bool) or not isinstance(per_row, int) or per_row < 1:
+        raise ValueError(f"per_row must be an int >= 1 (maps side by side), got {per_row!r}")
     if not rows:
         raise ValueError("rows must hold at least one (label, projections, patches)")
     for label, projections, patches in rows:
         if tuple(projections.shape[:2]) != (9, 3) or tuple(patches.shape[:2]) != (9, 3):
             raise ValueError(f"each row needs 9 projections and 9 patches (9, 3, F, F); got "
                              f"{tuple(projections.shape)} and {tuple(patches.shape)} for {label!r}")
-    fig = plt.figure(figsize=(size * 7.6, size * 3.3 * len(rows) + (0.35 if suptitle else 0.1)))
-    outer = fig.add_gridspec(len(rows), 1, hspace=0.25)
+    n_rows, n_cols = math.ceil(len(rows) / per_row), min(per_row, len(rows))
+    fig = plt.figure(figsize=(size * 7.9 * n_cols, size * 3.4 * n_rows + (0.35 if suptitle else 0.1)))
+    outer = fig.add_gridspec(n_rows, n_cols, hspace=0.3, wspace=0.12)
     for r, (label, projections, patches) in enumerate(rows):
-        inner = outer[r].subgridspec(3, 7, wspace=0.04, hspace=0.04, width_ratios=[1, 1, 1, 0.35, 1, 1, 1])
+        inner = outer[r // n_cols, r % n_cols].subgridspec(3, 7, wspace=0.04, hspace=0.04,
+                                                           width_ratios=[1, 1, 1, 0.35, 1, 1, 1])
         shown = stretch_symmetric(projections.detach().cpu(), percentile)
         for i in range(9):
             a = fig.add_subplot(inner[i // 3, i % 3])
@@ -178,7 +183,7 @@ def show_fig2(rows, size: float = 0.5, suptitle: str | None = None, percentile: 
             _hide_axes(b)
             if i == 0:
                 a.set_ylabel(label, fontsize=7)
-            if r == 0 and i == 1:
+            if r < n_cols and i == 1:
                 a.set_title("projections", fontsize=8)
                 b.set_title("image patches", fontsize=8)
     if suptitle:

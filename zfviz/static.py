@@ -349,12 +349,14 @@ def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, chann
                                      f"{layer}, feature map {channel} of image {index}: check its weights and "
                                      f"preprocess; the page cannot show NaN or infinity")
                 uri = picture_uri(v["projection"], "JPEG", quality)
+                patch = picture_uri(v["patch"], "JPEG", quality)
                 height, width = v["image"].shape[-2:]
                 record = {"activation": round(v["activation"], 3), "position": [int(p) for p in v["position"]],
-                          "box": [int(b) for b in v["box"]], "projection_uri": uri, "label": int(v["label"])}
+                          "box": [int(b) for b in v["box"]], "projection_uri": uri, "patch_uri": patch,
+                          "label": int(v["label"])}
                 views[(layer, channel, index)] = record
                 data["views"][f"{layer},{channel},{index}"] = {
-                    "a": record["activation"], "p": record["position"], "u": uri,
+                    "a": record["activation"], "p": record["position"], "u": uri, "q": patch,
                     "b": [record["box"][0] / height, record["box"][1] / width,
                           record["box"][2] / height, record["box"][3] / width]}
                 if label is None:
@@ -367,8 +369,11 @@ def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, chann
             f'<label {_LABEL}>image <select class="image"></select></label></div>'
             f'<div><div style="{_FIGURE}"><img class="picture" alt="the input image" style="{_IMG}">'
             f'<div class="box" style="{_BOX}"></div></div>'
+            f'<div style="{_FIGURE}"><img class="patch" alt="the image patch inside the unit\'s receptive field" '
+            f'style="{_IMG}"></div>'
             f'<div style="{_FIGURE}"><img class="projection" alt="deconvnet projection of the strongest '
-            f'activation of the chosen feature map" style="{_IMG}"><div class="box" style="{_BOX}"></div></div></div>'
+            f'activation of the chosen feature map, cropped to its receptive field; zero is grey" '
+            f'style="{_IMG}"></div></div>'
             f'<div class="caption" aria-live="polite" style="margin-top:4px"></div>')
     script = r"""
 const q = s => root.querySelector(s);
@@ -381,13 +386,13 @@ function fillMaps() { map.innerHTML = ""; D.layers[layer.value].forEach(m => opt
 function show() {
   const v = D.views[layer.value + "," + map.value + "," + image.value];
   const im = D.images.find(i => String(i.index) === image.value);
-  q(".picture").src = im.u; q(".projection").src = v.u;
+  q(".picture").src = im.u; q(".patch").src = v.q; q(".projection").src = v.u;
   root.querySelectorAll(".box").forEach(b => { b.style.top = 100 * v.b[0] + "%";
     b.style.left = 100 * v.b[1] + "%"; b.style.height = 100 * (v.b[2] - v.b[0]) + "%";
     b.style.width = 100 * (v.b[3] - v.b[1]) + "%"; });
   q(".caption").textContent = "layer " + layer.value + ", feature map " + map.value + ", image " + image.value +
     " (" + im.label + "): strongest activation " + v.a.toFixed(2) + " at (" + v.p.join(", ") +
-    "); the box is its receptive field";
+    "); the box is its receptive field, shown beside it with the projection";
   root.dataset.view = layer.value + "," + map.value + "," + image.value;
 }
 layer.addEventListener("change", () => { fillMaps(); show(); });

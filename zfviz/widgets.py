@@ -30,7 +30,7 @@ from PIL import Image as PILImage
 from torch import nn
 
 from . import deconv, occlusion
-from .plotting import stretch
+from .plotting import stretch_symmetric
 
 __all__ = ["deconv_view", "show_view", "draw_box", "deconv_explorer", "DeconvExplorer",
            "occlusion_view", "OcclusionView", "show_occlusion", "occlusion_explorer", "OcclusionExplorer"]
@@ -97,11 +97,13 @@ def deconv_view(model: nn.Module, preprocess, dataset, layer: int, channel: int,
         channel: feature map of that layer, 0..C-1.
         index: image of the data set, 0..len(dataset)-1.
     Returns:
-        dict with ``"image"`` (3, H, W) in [0, 1]; ``"projection"`` (3, H, W), the projection of the unit at
-        ``"position"`` (y, x), the map's first argmax, min-max stretched to [0, 1] (all zeros when the map is
-        silent, i.e. ``"activation"`` is 0); ``"activation"`` (float) the map's maximum; ``"box"`` (y0, x0, y1, x1),
-        end-exclusive, that unit's receptive field in the image; and ``"layer"``, ``"channel"``, ``"index"``,
-        ``"label"`` as ints.
+        dict with ``"image"`` (3, H, W) in [0, 1]; ``"projection"`` (3, F, F) in [0, 1], the deconvnet projection
+        of the unit at ``"position"`` (y, x), the map's first argmax, cropped to that unit's whole receptive field
+        (F pixels a side, :func:`zfviz.deconv.field_crop`) and stretched symmetrically about zero
+        (:func:`zfviz.plotting.stretch_symmetric`: zero is 0.5 grey, also all of it when the map is silent, i.e.
+        ``"activation"`` is 0); ``"patch"`` (3, F, F), the image inside the same field (white past its border);
+        ``"activation"`` (float) the map's maximum; ``"box"`` (y0, x0, y1, x1), end-exclusive, that unit's
+        receptive field in the image (clipped to it); and ``"layer"``, ``"channel"``, ``"index"``, ``"label"`` as ints.
     """
     _check_preprocess(preprocess)
     _check_index(index, dataset)
@@ -119,34 +121,38 @@ def deconv_view(model: nn.Module, preprocess, dataset, layer: int, channel: int,
     flat = int(chosen.flatten().argmax())                            # first maximum, as project takes it
     position = (flat // chosen.shape[1], flat % chosen.shape[1])
     projection = deconv.project(model, x, layer, channel, position)[0]   # (3, H, W)
-    return {"image": image, "projection": stretch(projection), "position": position,
+    crop = deconv.field_crop(projection, model, layer, position)          # (3, F, F)
+    return {"image": image, "projection": stretch_symmetric(crop), "position": position,
+            "patch": deconv.field_crop(image, model, layer, position, fill=1.0),
             "activation": float(chosen.max()), "box": deconv.receptive_field_box(model, layer, position,
                                                                                    tuple(image.shape[-2:])),
             "layer": layer, "channel": channel, "index": index, "label": int(label)}
 
 
 def show_view(view: dict, classes=None, size: float = 2.6):
-    """Draw a :func:`deconv_view` result: the image and the projection side by side, the receptive field boxed.
+    """Draw a :func:`deconv_view` result: the image with the unit's receptive field boxed, the patch inside
+    the field, and the projection cropped to it (zero grey), side by side.
 
     Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
-    ``view["image"]`` and ``view["projection"]`` are (3, H, W) in [0, 1]; ``classes`` (optional) names the labels.
-    Returns the matplotlib figure (2 panels, ``2 * size`` inches wide).
+    ``view["image"]`` (3, H, W), ``view["patch"]`` and ``view["projection"]`` (3, F, F), all in [0, 1];
+    ``classes`` (optional) names the labels. Returns the matplotlib figure (3 panels, ``3 * size`` inches wide).
     """
-    keys = {"image", "projection", "box", "activation", "layer", "channel", "index", "label"}
+    keys = {"image", "patch", "projection", "box", "activation", "layer", "channel", "index", "label"}
     if not isinstance(view, dict) or not keys <= view.keys():
         raise TypeError("view must be the dict that zfviz.widgets.deconv_view returns")
     _check_classes(classes, int(view["label"]) + 1)
     size = _check_size(size)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size, size + 0.35))
+    fig, axes = plt.subplots(1, 3, figsize=(3 * size, size + 0.35))
     name = classes[view["label"]] if classes is not None else f"label {view['label']}"
-    titles = [f"image {view['index']} ({name})",
+    side = view["patch"].shape[-1]
+    titles = [f"image {view['index']} ({name})", f"patch ({side} px field)",
               f"layer {view['layer']}, map {view['channel']}: {view['activation']:.2f}"]
-    for ax, picture, title in zip(axes, (view["image"], view["projection"]), titles):
-        ax.imshow(picture.permute(1, 2, 0).clamp(0, 1).numpy())
-        draw_box(ax, view["box"])
+    for ax, picture, title in zip(axes, (view["image"], view["patch"], view["projection"]), titles):
+        ax.imshow(picture.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="lanczos")
         ax.set_title(title, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
+    draw_box(axes[0], view["box"])
     fig.tight_layout()
     return fig
 

@@ -103,8 +103,11 @@ def test_deconv_explorer_responds_to_its_menus(browser):
     after = _state(browser, "deconv-explorer")
     assert after[0].startswith("3,") and after != before
     assert root.find_element(By.CLASS_NAME, "projection").get_attribute("src") != picture
+    patch = root.find_element(By.CLASS_NAME, "patch").get_attribute("src")
+    assert patch.startswith("data:image/")                              # the receptive field's patch is shown
     Select(root.find_element(By.CLASS_NAME, "image")).select_by_index(2)
     assert _state(browser, "deconv-explorer")[0] != after[0]
+    assert root.find_element(By.CLASS_NAME, "patch").get_attribute("src") != patch
     browser.save_screenshot(str(SHOTS / "deconv-explorer.png"))
 
 
