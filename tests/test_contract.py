@@ -44,14 +44,15 @@ def record():
 def test_teaching_record_says_how_it_was_made(record):
     assert record["command"].startswith("python -m zfviz.train")
     assert isinstance(record["seed"], int) and "cpu" in record["device"]
-    assert 0 < record["wall_time_s"] <= 30 * 60           # the issue's budget: 30 min on 2 CPU cores
+    assert 0 < record["wall_time_s"] <= 90 * 60           # issue 14's budget: 90 min on 2 CPU cores
     assert record["sha256"] == data._manifest(data.DATA_DIR)["weights/zfnet_teaching.pt"]
     assert len(record["history"]) == record["epochs"]
 
 
 def test_teaching_zfnet_beats_three_times_chance_on_unseen_drawings(record):
     model, preprocess = zfviz.load_teaching_zfnet()
-    assert model.config == {"arch": "zfnet", "num_classes": 10, "width": 0.25, "input_size": 112}
+    assert model.config == {"arch": "zfnet", "num_classes": 10, "width": 0.25,
+                            "input_size": record["train_config"]["image_size"]}
     assert not model.training
     for split in ("val", "test"):
         ds = data.ClipArt(split)

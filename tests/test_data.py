@@ -239,8 +239,8 @@ def test_locate_finds_a_point_of_the_drawing_in_every_render():
         where = ds.locate(torch.tensor(renders), torch.tensor([uv] * len(renders)))
         for r, (x, y) in zip(renders, where.tolist()):
             p = {name: value[r:r + 1] for name, value in ds.placement.items()}
-            image, _ = composite(sprite, torch.zeros(1, 3, 112, 112), p["scale"], p["angle"], p["center"],
-                                 p["flip"], 112)
+            image, _ = composite(sprite, torch.zeros(1, 3, ds.image_size, ds.image_size), p["scale"], p["angle"],
+                                 p["center"], p["flip"], ds.image_size)
             ys, xs = torch.nonzero(image[0].sum(0) > 1.0, as_tuple=True)
             assert abs(xs.float().mean().item() + 0.5 - x) < 0.75 and abs(ys.float().mean().item() + 0.5 - y) < 0.75
     assert ds.locate(3, (0.5, 0.5)).shape == (2,)

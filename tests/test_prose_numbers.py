@@ -27,6 +27,7 @@ SETUP = {
     255: "the range of 8-bit pixels",
     10: "the clip-art set's 10 classes (the data set's design, zfviz.data)",
     0.25: "the teaching network's width (TrainConfig.width)",
+    32: "the teaching recipe's batch size (TrainConfig.batch_size), named where the recipe is described",
     100: "percent (per cent of, 100%)",
 }
 

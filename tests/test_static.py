@@ -17,6 +17,8 @@ from zfviz.static import (_component, _script_json, decode_uri, picture_uri, sta
                           static_occlusion_explorer)
 from zfviz.widgets import deconv_view, occlusion_view
 
+S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's default)
+
 
 @pytest.fixture(scope="module")
 def teaching():
@@ -75,7 +77,7 @@ def test_static_occlusion_explorer_stores_the_live_maps(teaching):
         assert abs(float(ex.views[n]["prob"][i, j]) - live.prob) < 5e-4
         assert ex.views[n]["image_prob"] == pytest.approx(live.image_prob, abs=5e-4)
     payload = _payload(ex)
-    assert payload["images"][0]["ny"] == payload["images"][0]["nx"] == (112 - 24) // 8 + 1
+    assert payload["images"][0]["ny"] == payload["images"][0]["nx"] == (S - 24) // 8 + 1
     # The square shows what the network sees: the mean image (preprocess.inverse of 0).
     assert (decode_uri(payload["patch"]) - pre.mean.clamp(0, 1)).abs().max() <= 0.5 / 255 + 1e-6
     with pytest.raises(ValueError, match="targets must give one class per image"):
@@ -179,7 +181,7 @@ def _nan_net(net):
     return bad
 
 
-GREY = torch.full((3, 112, 112), 0.5)
+GREY = torch.full((3, S, S), 0.5)
 
 BAD_DECONV = [   # (net, pre, val) -> arguments that differ from a good call, error, message
     pytest.param(lambda net, pre, val: dict(name="My Explorer"), ValueError, r"name must be a short lower-case id .*got 'My Explorer'", id="name-spaces"),
@@ -195,7 +197,7 @@ BAD_DECONV = [   # (net, pre, val) -> arguments that differ from a good call, er
     pytest.param(lambda net, pre, val: dict(dataset=[]), ValueError, r"dataset is empty", id="dataset-empty"),
     pytest.param(lambda net, pre, val: dict(dataset=[GREY], indices=[0]), TypeError, r"dataset\[0\] must be an \(image, label\) pair", id="dataset-no-labels"),
     pytest.param(lambda net, pre, val: dict(dataset=[(GREY.numpy(), 0)], indices=[0]), ValueError, r"dataset\[0\]'s image must be a \(3, H, W\) tensor .*got ndarray", id="image-numpy"),
-    pytest.param(lambda net, pre, val: dict(dataset=[(GREY[0], 0)], indices=[0]), ValueError, r"dataset\[0\]'s image must be a \(3, H, W\) tensor .*got \(112, 112\)", id="image-2-D"),
+    pytest.param(lambda net, pre, val: dict(dataset=[(GREY[0], 0)], indices=[0]), ValueError, rf"dataset\[0\]'s image must be a \(3, H, W\) tensor .*got \({S}, {S}\)", id="image-2-D"),
     pytest.param(lambda net, pre, val: dict(dataset=[((GREY * 255).byte(), 0)], indices=[0]), TypeError, r"dataset\[0\]'s image must be a float tensor .*uint8", id="image-uint8"),
     pytest.param(lambda net, pre, val: dict(dataset=[(GREY * torch.nan, 0)], indices=[0]), ValueError, r"dataset\[0\]'s image must hold finite values .*nan", id="image-nan"),
     pytest.param(lambda net, pre, val: dict(dataset=[(GREY * 3, 0)], indices=[0]), ValueError, r"dataset\[0\]'s image must hold pixel values in \[0, 1\] .*got values in \[1\.5, 1\.5\]", id="image-range"),
@@ -406,7 +408,7 @@ def test_hostile_class_names_reach_the_page_as_data_only(teaching):
     page = f"<!DOCTYPE html><html><body>{deconv_ex.html}<p>after</p>{occ_ex.html}</body></html>"
     parsed = _elements(page)
     assert [t for t in parsed.tags if t == "script"] == ["script"] * 4 and "<!--" not in parsed.tags
-    assert parsed.tags.count("p") == 1 and "b" not in parsed.tags and parsed.tags.count("img") == 3
+    assert parsed.tags.count("p") == 1 and "b" not in parsed.tags and parsed.tags.count("img") == 4
     data_scripts = [json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
                     for attrs, text in parsed.scripts if attrs.get("type") == "application/json"]
     deconv_data, occ_data = data_scripts

@@ -575,12 +575,12 @@ def test_history_records_layer_1_statistics(run2):
     """Each epoch's row holds layer 1's neighbour correlation and how far it moved from its random start,
     recomputed here from the start (rebuilt from the seed) and the final weights."""
     from zfviz.features import neighbour_correlation
-    from zfviz.models import build_model, init_kaiming_
+    from zfviz.models import build_model, init_kaiming_, init_paper_
     folder, result = run2
     last = result["history"][-1]
     conv1 = result["model"].conv1.weight.detach()
     torch.manual_seed(3)
-    start = init_kaiming_(build_model("zfnet", 10, 0.0625, 64)).conv1.weight.detach()
+    start = init_paper_(init_kaiming_(build_model("zfnet", 10, 0.0625, 64)).conv1, 0.01).weight.detach()   # conv1_std
     assert last["conv1_neighbour_correlation"] == pytest.approx(neighbour_correlation(conv1).mean().item(), abs=1e-4)
     assert last["conv1_moved"] == pytest.approx(((conv1 - start).norm() / start.norm()).item(), abs=1e-4)
     assert last["conv1_moved"] > 0

@@ -15,6 +15,8 @@ from zfviz import data, models, occlusion, widgets
 from zfviz.deconv import field_crop, project, receptive_field_box
 from zfviz.plotting import stretch_symmetric
 
+S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's default)
+
 
 @pytest.fixture(scope="module")
 def teaching():
@@ -183,7 +185,7 @@ def test_occlusion_view_equals_its_parts_computed_directly(teaching, index, size
     view = widgets.occlusion_view(model, image, label, size, stride, position, preprocess=preprocess)
     x = preprocess(image[None])[0]
     assert torch.equal(view.prob_map, occlusion.occlusion_map(model, x, label, size, stride))
-    assert view.prob_map.shape == ((112 - size) // stride + 1,) * 2 and not view.coarse
+    assert view.prob_map.shape == ((S - size) // stride + 1,) * 2 and not view.coarse
     probs = occluded_probs(model, x, position, size)
     assert view.prob == pytest.approx(float(probs[label]), abs=1e-6)
     assert view.top_class == int(probs.argmax()) and view.top_prob == pytest.approx(float(probs.max()), abs=1e-6)
@@ -194,7 +196,7 @@ def test_occlusion_view_equals_its_parts_computed_directly(teaching, index, size
                                           abs=1e-5)
     # What the network sees, back in pixels: the image outside the square, the mean image inside it.
     y, x_ = position
-    inside = torch.zeros(112, 112, dtype=torch.bool)
+    inside = torch.zeros(S, S, dtype=torch.bool)
     inside[y:y + size, x_:x_ + size] = True
     assert torch.allclose(view.image[:, ~inside], image[:, ~inside], atol=1e-5)
     assert torch.allclose(view.image[:, inside], preprocess.mean[:, inside].clamp(0, 1), atol=1e-5)
@@ -218,7 +220,7 @@ def test_coarse_view_uses_a_multiple_of_the_stride_and_at_most_100_positions(tea
     image, label = val[11]
     view = widgets.occlusion_view(model, image, label, 16, 2, (3, 5), coarse=True, preprocess=preprocess)
     assert view.coarse and view.map_stride % 2 == 0 and view.prob_map.numel() <= widgets.COARSE_POSITIONS
-    finer = occlusion.occlusion_grid(112, 112, 16, view.map_stride - 2)
+    finer = occlusion.occlusion_grid(S, S, 16, view.map_stride - 2)
     assert finer[0] * finer[1] > widgets.COARSE_POSITIONS                # the smallest such multiple
     x = preprocess(image[None])[0]
     assert torch.equal(view.prob_map, occlusion.occlusion_map(model, x, label, 16, view.map_stride))
@@ -251,22 +253,22 @@ def test_occlusion_extent_centres_each_cell_on_its_square():
 
 
 @pytest.mark.parametrize("change, error, match", [
-    ({"size": 113}, ValueError, r"size must be an int in 1\.\.112"),
+    ({"size": S + 1}, ValueError, rf"size must be an int in 1\.\.{S}"),
     ({"stride": 0}, ValueError, r"stride must be an int >= 1"),
-    ({"position": (97, 0)}, ValueError, r"0 <= y <= 96 and 0 <= x <= 96"),
+    ({"position": (S - 15, 0)}, ValueError, rf"0 <= y <= {S - 16} and 0 <= x <= {S - 16}"),
     ({"position": (0,)}, ValueError, r"position must be"),
     ({"target": 10}, ValueError, r"target must be an int in 0\.\.9"),
     ({"fill": None}, TypeError, r"fill must be a real number"),
     ({"fill": float("nan")}, ValueError, r"fill must be a finite number .*got nan"),
     ({"fill": float("-inf")}, ValueError, r"fill must be a finite number .*got -inf"),
     ({"preprocess": "mean"}, TypeError, r"preprocess must be callable"),
-    ({"image": torch.zeros(1, 3, 112, 112)}, ValueError, r"one image \(3, H, W\)"),
-    ({"image": torch.zeros(3, 112, 112, dtype=torch.uint8)}, TypeError, r"image must be a float tensor"),
-    ({"image": torch.full((3, 112, 112), 200.0)}, ValueError,
+    ({"image": torch.zeros(1, 3, S, S)}, ValueError, r"one image \(3, H, W\)"),
+    ({"image": torch.zeros(3, S, S, dtype=torch.uint8)}, TypeError, r"image must be a float tensor"),
+    ({"image": torch.full((3, S, S), 200.0)}, ValueError,
      r"image must be pixels in \[0, 1\] \(it goes through preprocess\); got values in \[200, 200\] \(0-255 pixels\?"),
-    ({"image": torch.full((3, 112, 112), 0.5).half() * 255}, ValueError, r"image must be pixels in \[0, 1\]"),
-    ({"image": torch.full((3, 112, 112), float("nan"))}, ValueError, r"image must be finite \(no NaN or inf\)"),
-    ({"image": torch.full((3, 112, 112), float("inf")), "preprocess": None}, ValueError, r"image must be finite \(no NaN or inf\)"),
+    ({"image": torch.full((3, S, S), 0.5).half() * 255}, ValueError, r"image must be pixels in \[0, 1\]"),
+    ({"image": torch.full((3, S, S), float("nan"))}, ValueError, r"image must be finite \(no NaN or inf\)"),
+    ({"image": torch.full((3, S, S), float("inf")), "preprocess": None}, ValueError, r"image must be finite \(no NaN or inf\)"),
     ({"classes": ["cat"] * 9}, ValueError, r"classes must name every class .*: it has 9 names, but class 9 is shown"),
     ({"classes": "cat dog"}, TypeError, r"classes must be a list of class names"),
     ({"refine_delay": float("nan")}, ValueError, r"refine_delay must be a number of seconds >= 0"),
@@ -297,7 +299,7 @@ def test_occlusion_explorer_sliders_drive_the_view(teaching):
     explorer = widgets.occlusion_explorer(model, image, label, preprocess=preprocess, classes=val.classes)
     assert isinstance(explorer, ipywidgets.VBox)
     assert (explorer.size.value, explorer.stride.value, explorer.y.value, explorer.x.value) == (16, 4, 0, 0)
-    assert (explorer.y.max, explorer.x.max, explorer.size.max) == (96, 96, 112)
+    assert (explorer.y.max, explorer.x.max, explorer.size.max) == (S - 16, S - 16, S)
     first_png = bytes(explorer.picture.value)
     assert first_png.startswith(b"\x89PNG")
 
@@ -307,14 +309,14 @@ def test_occlusion_explorer_sliders_drive_the_view(teaching):
     assert explorer.view.position == (40, 52) and explorer.view.prob == direct.prob
     assert torch.equal(explorer.view.prob_map, direct.prob_map) and bytes(explorer.picture.value) != first_png
 
-    explorer.size.value = 100                                           # the square grows: y, x ranges shrink
+    explorer.size.value = S - 12                                        # the square grows: y, x ranges shrink
     assert (explorer.y.max, explorer.x.max) == (12, 12) and (explorer.y.value, explorer.x.value) == (12, 12)
-    assert explorer.view.size == 100 and explorer.view.position == (12, 12) and not explorer.view.coarse
+    assert explorer.view.size == S - 12 and explorer.view.position == (12, 12) and not explorer.view.coarse
     explorer.stride.value = 3
     assert explorer.view.map_stride == 3 and explorer.view.prob_map.shape == (5, 5)
     explorer.stride.value = 6
     explorer.size.value = 10                                            # ranges grow back, values stay
-    assert (explorer.y.max, explorer.x.max) == (102, 102) and explorer.view.position == (12, 12)
+    assert (explorer.y.max, explorer.x.max) == (S - 10, S - 10) and explorer.view.position == (12, 12)
     assert torch.equal(explorer.view.prob_map, widgets.occlusion_view(model, image, label, 10, 6, (12, 12),
                                                                       preprocess=preprocess).prob_map)
     assert not matplotlib.pyplot.get_fignums()                         # nothing left open in pyplot
@@ -338,7 +340,7 @@ def test_occlusion_explorer_shows_a_coarse_map_then_refines_in_a_running_kernel_
     coarse, moved, refined = asyncio.run(drag())
     assert coarse.coarse and coarse.prob_map.numel() <= widgets.COARSE_POSITIONS
     assert moved.coarse and moved.position == (0, 30)
-    assert not refined.coarse and refined.map_stride == 2 and refined.prob_map.shape == (25, 25)
+    assert not refined.coarse and refined.map_stride == 2 and refined.prob_map.shape == ((S - 64) // 2 + 1,) * 2
 
 
 def test_show_occlusion_draws_two_titled_panels(teaching):
@@ -444,12 +446,12 @@ class _Items:
 
 
 @pytest.mark.parametrize("image, with_preprocess, error, match", [
-    (torch.zeros(3, 112, 112, dtype=torch.uint8), True, TypeError,
+    (torch.zeros(3, S, S, dtype=torch.uint8), True, TypeError,
      r"dataset\[0\]\[0\] must be a float tensor of pixels in \[0, 1\]; got dtype torch\.uint8\. Convert"),
-    (torch.full((3, 112, 112), 128.0), True, ValueError, r"dataset\[0\]\[0\] must be pixels in \[0, 1\]"),
-    (torch.full((3, 112, 112), float("nan")), True, ValueError, r"dataset\[0\]\[0\] must be finite \(no NaN or inf\)"),
-    (torch.full((3, 112, 112), float("nan")), False, ValueError, r"dataset\[0\]\[0\] must be finite \(no NaN or inf\)"),
-    (torch.zeros(1, 112, 112), True, ValueError, r"dataset\[0\]\[0\] must be one image \(3, H, W\)"),
+    (torch.full((3, S, S), 128.0), True, ValueError, r"dataset\[0\]\[0\] must be pixels in \[0, 1\]"),
+    (torch.full((3, S, S), float("nan")), True, ValueError, r"dataset\[0\]\[0\] must be finite \(no NaN or inf\)"),
+    (torch.full((3, S, S), float("nan")), False, ValueError, r"dataset\[0\]\[0\] must be finite \(no NaN or inf\)"),
+    (torch.zeros(1, S, S), True, ValueError, r"dataset\[0\]\[0\] must be one image \(3, H, W\)"),
     ([[0.5]], True, TypeError, r"dataset\[0\]\[0\] must be a torch\.Tensor"),
 ])
 def test_deconv_view_refuses_a_data_set_of_bad_images(teaching, image, with_preprocess, error, match):

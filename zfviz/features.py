@@ -705,7 +705,7 @@ def shift_variation(model: nn.Module, images: torch.Tensor, layer: int, size: in
 # ----------------------------------------------------------------------------------------------
 
 class Legibility(NamedTuple):
-    """Per projection (N,): see :func:`projection_legibility`."""
+    """Per projection (N,): see :func:`projection_legibility` (explained in the chapter "What each layer sees")."""
     object_ratio: torch.Tensor       # share of |p| on the object / share of the field the object covers
     edge_correlation: torch.Tensor   # Pearson correlation of |p| with the image's edge strength
     smoothness: torch.Tensor         # neighbour correlation of the projection itself: 0 speckle, near 1 smooth

@@ -110,6 +110,7 @@ def values() -> list[float]:
             found.append(float(v))
             if 0 < v < 1:
                 found.append(round(100 * float(v), 6))     # 0.62 printed as 62%
+                found.append(float(round(100 * float(v))))  # 139/224 printed as 62%
         elif isinstance(v, dict):
             for k, item in v.items():
                 walk(k)

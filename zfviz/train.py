@@ -57,8 +57,8 @@ class TrainConfig:
     """
     arch: str = _opt("zfnet", "zfnet, or alexnet_single (the chapter 'Architecture selection')")
     width: float = _opt(0.25, "teaching scale: 24-64-96-96-64 maps, 1024-unit FC layers")
-    image_size: int = _opt(zdata.TEACHING_IMAGE_SIZE, "the paper's 224 is 1.4x the pixels; at 192 a layer-5 unit "
-                                                      "sees 72% of the image side (the paper's: 62%)")
+    image_size: int = _opt(zdata.TEACHING_IMAGE_SIZE, "the paper's 224 is 1.4x the pixels; a layer-5 unit sees 139 "
+                                                      "pixels of 192 (of the paper's 224: 139)")
     dataset: str = _opt("clipart", "clipart (offline, shipped) or imagefolder: data_root/train and /val, "
                                      "ImageNet's layout")
     data_root: str = _opt("", "with --dataset imagefolder: the folder holding train/ and val/")
