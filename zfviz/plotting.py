@@ -9,7 +9,7 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-__all__ = ["show_images", "show_feature_maps", "show_filters", "stretch", "show_top_projections",
+__all__ = ["show_images", "show_feature_maps", "show_filters", "stretch",
            "stretch_symmetric", "show_fig2", "draw_deconvnet"]
 
 plt.rcParams.update({"figure.facecolor": "white", "axes.facecolor": "white", "savefig.facecolor": "white",
@@ -107,36 +107,6 @@ def show_filters(weight: torch.Tensor, ncols: int = 12, size: float = 0.8, supti
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    return fig
-
-
-def show_top_projections(rows, size: float = 0.62, suptitle: str | None = None):
-    """Fig. 2 of the paper: per feature map, its top-k projections (left) beside the image patches (right).
-
-    Explained in the chapter "What each layer sees" (book/visualisation).
-
-    Args:
-        rows: a list of ``(label, projections, patches)``; ``projections`` and ``patches`` are lists of k
-            tensors (3, h, w) -- the receptive-field crops of each projection and of its image. Each
-            projection is stretched to [0, 1] on its own, as the paper does; patches are shown as they are.
-    """
-    k = len(rows[0][1])
-    fig, axes = plt.subplots(len(rows), 2 * k + 1, figsize=(size * (2 * k + 1), size * len(rows) + 0.4),
-                             squeeze=False, gridspec_kw={"width_ratios": [1] * k + [0.3] + [1] * k})
-    for r, (label, projections, patches) in enumerate(rows):
-        for j in range(k):
-            axes[r, j].imshow(stretch(projections[j].detach().cpu()).permute(1, 2, 0).numpy())
-            axes[r, k + 1 + j].imshow(patches[j].detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy())
-        axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.spines[:].set_visible(False)
-    axes[0, k // 2].set_title("projections", fontsize=8)
-    axes[0, k + 1 + k // 2].set_title("image patches", fontsize=8)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
-    fig.subplots_adjust(wspace=0.05, hspace=0.08, left=0.08, right=0.99, top=0.85 if suptitle else 0.9, bottom=0.02)
     return fig
 
 
