@@ -226,8 +226,10 @@ def test_coarse_view_uses_a_multiple_of_the_stride_and_at_most_100_positions(tea
     assert torch.equal(view.prob_map, occlusion.occlusion_map(model, x, label, 16, view.map_stride))
     full = widgets.occlusion_view(model, image, label, 16, 2, (3, 5), preprocess=preprocess)
     assert view.prob == full.prob and full.map_stride == 2 and not full.coarse
-    few = widgets.occlusion_view(model, image, label, 64, 8, (3, 5), coarse=True, preprocess=preprocess)
-    assert few.map_stride == 8 and not few.coarse                         # 7 x 7 positions: already coarse enough
+    big = S - 6 * 16                                                      # a square that fits 7 times at stride 16
+    assert occlusion.occlusion_grid(S, S, big, 16) == (7, 7)
+    few = widgets.occlusion_view(model, image, label, big, 16, (3, 5), coarse=True, preprocess=preprocess)
+    assert few.map_stride == 16 and not few.coarse                        # 7 x 7 positions: already coarse enough
 
 
 def test_cache_makes_a_move_cost_one_forward_pass(teaching, monkeypatch):
