@@ -436,9 +436,14 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path)
 
 def test_two_processes_with_torchrun_match_one_process(tmp_path):
     """DistributedDataParallel over 2 CPU processes (gloo), global batch 64 = 2 x 32, against one process
-    with batch 64: the same parameters up to float rounding (dropout off, as its masks are random)."""
+    with batch 64: the same parameters up to float rounding (dropout off, as its masks are random).
+
+    Renormalisation off as well: it is a threshold (rescale a filter whose RMS exceeds 0.1), so a filter that
+    lands within a rounding error of it is rescaled in one run and not in the other. Under PyTorch's plain
+    kernels with SSE4.1 oneDNN that happened here within 12 steps and moved layer 1 by 7e-4 (2% of its largest
+    weight); with renormalisation off the two runs agree to 1e-8 on every code path."""
     args = ["--width", "0.0625", "--image-size", "64", "--renders", "1", "--epochs", "2", "--batch-size", "64",
-            "--seed", "5", "--dropout", "0", "--threads", "1", "--no-progress"]
+            "--seed", "5", "--dropout", "0", "--max-filter-rms", "0", "--threads", "1", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "zfviz.train", *args, "--out", str(tmp_path / "one")],
                    check=True, capture_output=True, env=env)
