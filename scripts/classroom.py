@@ -1,0 +1,281 @@
+"""The classroom edition: ``make classroom`` -> _build/classroom/<chapter>/{student,autograder}/.
+
+Each chapter ends with exercises whose solutions sit on the same page. For a class, this script turns every
+chapter into an Otter-Grader assignment (otter-grader, Berkeley's autograder; it also runs on Colab):
+
+- the text is the Colab/Jupyter edition's (scripts/notebooks.py: no MyST, numbers written in);
+- each exercise becomes an Otter question. Its solution (text and code) is removed from the student's
+  notebook; the student gets the chapter's *answer cell* instead, with a ``grader.check`` after it that runs
+  the exercise's public checks ("passed", or what is wrong, without the answer). The hidden checks are only
+  in the autograder;
+- the answer cell and the checks live in the chapter itself, next to the exercise, hidden on the page (cell
+  tags ``answer``, ``check`` and ``hidden-check`` with ``remove-cell``), so the book, the student's notebook and
+  the grading cannot drift apart; the book's own run (nbval, on three CPU paths) executes the checks against
+  the reference solution. An exercise with no answer cell is ungraded: the student gets its question and an
+  empty cell for the answer, and the teacher's page says so.
+
+Grading works without Docker: ``otter run`` grades one submission in the current environment (the teacher's
+``make venv``); ``python scripts/classroom.py grade <chapter> <folder of submissions>`` runs it over a class
+and writes a table of scores. See ``_build/classroom/README.md`` (written by ``make classroom``).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("notebooks", ROOT / "scripts" / "notebooks.py")
+notebooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(notebooks)
+
+EXERCISE_HEADING = re.compile(r"^## Exercise (\d+) \((.*)\)\s*$", re.M)
+SOLUTION_HEADING = re.compile(r"^## Solution to ", re.M)
+ANCHOR = re.compile(r"<a id='([\w-]+)'></a>")
+POINTS_PER_CHECK = 1
+
+
+@dataclass
+class Exercise:
+    """One exercise of a chapter, as the classroom edition hands it out."""
+    label: str                       # e.g. deconvnet-ex1 (the book's label)
+    number: int
+    title: str
+    prompt: nbformat.NotebookNode    # the question (Markdown)
+    solution: list = field(default_factory=list)     # the solution's text and code cells
+    answer: str | None = None        # the answer cell's code, None: ungraded
+    checks: list = field(default_factory=list)       # public checks (code)
+    hidden: list = field(default_factory=list)       # hidden checks (code)
+
+    @property
+    def name(self) -> str:
+        """The Otter question name: the label with underscores (``grader.check("deconvnet_ex1")``)."""
+        return self.label.replace("-", "_")
+
+    @property
+    def graded(self) -> bool:
+        return self.answer is not None
+
+
+def split(nb: nbformat.NotebookNode) -> tuple[list, list[Exercise]]:
+    """A chapter of the classroom-mode edition -> (the cells before its exercises, its exercises)."""
+    cells, exercises, body = nb.cells, [], []
+    for cell in cells:
+        heading = EXERCISE_HEADING.search(cell.source) if cell.cell_type == "markdown" else None
+        if heading:
+            anchor = ANCHOR.search(cell.source)
+            if not anchor:
+                raise ValueError(f"exercise {heading[1]} has no anchor (label): {cell.source[:80]!r}")
+            exercises.append(Exercise(anchor[1], int(heading[1]), heading[2], cell))
+            continue
+        if not exercises:
+            body.append(cell)
+            continue
+        ex, tags = exercises[-1], cell.metadata.get("tags", [])
+        if "answer" in tags:
+            if cell.cell_type != "raw" or ex.answer is not None:
+                raise ValueError(f"{ex.label}: one answer cell, a raw cell, after the solution's code")
+            ex.answer = cell.source
+        elif "check" in tags:
+            ex.checks.append(cell)
+        elif "hidden-check" in tags:
+            ex.hidden.append(cell)
+        else:
+            ex.solution.append(cell)
+    for ex in exercises:
+        if ex.graded and not (ex.checks and ex.hidden):
+            raise ValueError(f"{ex.label}: a graded exercise needs public and hidden checks")
+        if (ex.checks or ex.hidden) and not ex.graded:
+            raise ValueError(f"{ex.label}: checks without an answer cell")
+    return body, exercises
+
+
+def _raw(text: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_raw_cell(text)
+
+
+def _answer_code(ex: Exercise) -> str:
+    """The solution's code inside Otter's markers: the student sees only the answer cell (the PROMPT)."""
+    reference = "\n\n".join(c.source for c in ex.solution if c.cell_type == "code")
+    prompt = ex.answer if ex.graded else "# Your code (this exercise is not graded)\n..."
+    return ('""" # BEGIN PROMPT\n' + prompt + '\n""" # END PROMPT\n'
+            "# BEGIN SOLUTION NO PROMPT\n" + reference + "\n# END SOLUTION")
+
+
+def _question(ex: Exercise) -> list:
+    checks = len(ex.checks) + len(ex.hidden)
+    config = {"name": ex.name, "points": POINTS_PER_CHECK * checks} if ex.graded else \
+             {"name": ex.name, "manual": True, "points": 0}
+    text = "\n\n".join(c.source for c in ex.solution if c.cell_type == "markdown")
+    # The solution's text becomes a cell for the student's own explanation (the "why" of the question).
+    response = nbformat.v4.new_markdown_cell("_Your explanation (read by your teacher, not autograded): "
+                                             "replace this text._")
+    cells = [_raw("# BEGIN QUESTION\n" + yaml.safe_dump(config, sort_keys=False).strip()), ex.prompt,
+             _raw("# BEGIN PROMPT"), response, _raw("# END PROMPT"),
+             _raw("# BEGIN SOLUTION"), nbformat.v4.new_markdown_cell(text), nbformat.v4.new_code_cell(_answer_code(ex)),
+             _raw("# END SOLUTION")]
+    if ex.graded:
+        cells += [_raw("# BEGIN TESTS")]
+        cells += [nbformat.v4.new_code_cell(c.source) for c in ex.checks + ex.hidden]
+        cells += [_raw("# END TESTS")]
+    return cells + [_raw("# END QUESTION")]
+
+
+def master(nb: nbformat.NotebookNode, chapter: str) -> nbformat.NotebookNode:
+    """The Otter master notebook of one chapter (see Otter Assign's notebook format)."""
+    body, exercises = split(nb)
+    if not exercises:
+        raise ValueError(f"{chapter} has no exercises")
+    config = {"name": chapter, "init_cell": True, "check_all_cell": True, "export_cell": False,
+              "run_tests": False, "solutions_pdf": False, "generate": True,
+              "tests": {"files": True, "ok_format": False}}
+    install = body[0]
+    # Students also need Otter: the install cell installs the classroom extra beside the colab one.
+    install.source = install.source.replace("[colab]", "[colab,classroom]")
+    cells = [_raw("# ASSIGNMENT CONFIG\n" + yaml.safe_dump(config, sort_keys=False).strip()), *body]
+    for ex in exercises:
+        cells += _question(ex)
+    return nbformat.v4.new_notebook(cells=cells, metadata=nb.metadata)
+
+
+@dataclass
+class Assignment:
+    chapter: str
+    student: Path          # the student's notebook (with tests/ beside it)
+    autograder: Path       # the autograder zip a teacher grades with
+    exercises: list[Exercise]
+
+
+def assign(chapter: str, edition_nb: Path, out: Path) -> Assignment:
+    """Run ``otter assign`` on one chapter; its student and autograder folders go to ``out/<chapter>``."""
+    nb = nbformat.read(edition_nb, as_version=4)
+    _, exercises = split(nb)
+    dest = out / chapter
+    with tempfile.TemporaryDirectory(prefix="otter-") as work:
+        source = Path(work) / f"{chapter}.ipynb"
+        nbformat.write(master(nb, chapter), source)
+        subprocess.run([str(Path(sys.executable).parent / "otter"), "assign", "--no-pdfs", str(source),
+                        str(dest)], check=True, cwd=work, stdout=subprocess.DEVNULL)
+    zips = sorted((dest / "autograder").glob(f"{chapter}-autograder_*.zip"))    # Otter stamps the time
+    if len(zips) != 1:
+        raise RuntimeError(f"otter assign wrote {len(zips)} autograder zips for {chapter}")
+    zips[0].rename(dest / "autograder" / "autograder.zip")
+    return Assignment(chapter, dest / "student" / f"{chapter}.ipynb", dest / "autograder" / "autograder.zip",
+                      exercises)
+
+
+def teacher_page(assignments: list[Assignment]) -> str:
+    """The teacher's README: what is graded, how to hand out, collect and grade."""
+    lines = ["# The ZFNet book, classroom edition", "",
+             "Built by `make classroom` from the chapters (the exercises' answer cells and checks live in the",
+             "chapters, next to each exercise). One assignment per chapter:", "",
+             "| chapter | exercise | graded | points |", "|---|---|---|---|"]
+    for a in assignments:
+        for ex in a.exercises:
+            points = POINTS_PER_CHECK * (len(ex.checks) + len(ex.hidden)) if ex.graded else 0
+            lines.append(f"| {a.chapter} | {ex.number} {ex.title} | "
+                         f"{'yes: public check + hidden tests' if ex.graded else 'no (open-ended: read the answer)'}"
+                         f" | {points} |")
+    lines += ["", "## Hand out", "",
+              "Give each student the folder `<chapter>/student/` (the notebook and its `tests/` folder, which",
+              "holds only the public checks). In Jupyter or on a JupyterHub the student runs the chapter, fills",
+              "in each answer cell (the `...`) and runs the `grader.check(...)` cell below it: it says whether",
+              "the answer passes the public check, or what is wrong. The install cell installs `zfviz` with",
+              "Otter (`zfviz[colab,classroom]`) where they are missing.", "",
+              "## Collect and grade (no Docker needed)", "",
+              "Collect the students' `.ipynb` files of one chapter in a folder, then, in this repository after",
+              "`make venv`:", "",
+              "```bash",
+              ".venv/bin/python scripts/classroom.py grade deconvnet submissions/   # -> submissions/scores.csv",
+              "```", "",
+              "It runs `otter run -a _build/classroom/<chapter>/autograder/autograder.zip <notebook>` for each",
+              "submission (Otter's grading without containers: the notebook is executed in this environment,",
+              "then every public and hidden test runs) and writes one row per student: the points per question",
+              "and the total. Each chapter executes in about a minute on 2 CPU cores, so a class of 30 takes",
+              "about half an hour per chapter. The solutions are in the book (and in",
+              "`<chapter>/autograder/<chapter>.ipynb`); ungraded exercises are marked above.", ""]
+    return "\n".join(lines)
+
+
+def build(out: Path, chapters: list[str] | None = None) -> list[Assignment]:
+    """The whole classroom edition: one assignment per chapter with exercises, and the teacher's page."""
+    out.mkdir(parents=True, exist_ok=True)
+    assignments = []
+    with tempfile.TemporaryDirectory(prefix="edition-") as work:
+        for path in notebooks.build(Path(work), classroom=True):
+            if chapters is None or path.stem in chapters:
+                assignments.append(assign(path.stem, path, out))
+    (out / "README.md").write_text(teacher_page(assignments))
+    return assignments
+
+
+def grade(chapter: str, submissions: Path, out: Path) -> Path:
+    """Grade every ``*.ipynb`` in ``submissions`` with ``otter run``; returns the scores table (CSV)."""
+    autograder = out / chapter / "autograder" / "autograder.zip"
+    if not autograder.is_file():
+        raise FileNotFoundError(f"{autograder} is missing: run `make classroom` first")
+    files = sorted(p for p in submissions.glob("*.ipynb"))
+    if not files:
+        raise ValueError(f"no .ipynb submissions in {submissions}")
+    rows = []
+    for path in files:
+        results = run_otter(autograder, path)
+        rows.append({"submission": path.name, **{q: r["score"] for q, r in results.items()},
+                     "total": sum(r["score"] for r in results.values()),
+                     "possible": sum(r["possible"] for r in results.values())})
+    table = submissions / "scores.csv"
+    with table.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return table
+
+
+def run_otter(autograder: Path, submission: Path) -> dict[str, dict]:
+    """``otter run`` on one submission: {question: {"score": points, "possible": points}}."""
+    with tempfile.TemporaryDirectory(prefix="otter-run-") as work:
+        subprocess.run([str(Path(sys.executable).parent / "otter"), "run", "-a", str(autograder.resolve()),
+                        "-o", work, "--no-logo", str(submission.resolve())], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        results = json.loads((Path(work) / "results.json").read_text())
+    # Otter's results.json (Gradescope's format): one entry per question, plus one for the public tests.
+    return {t["name"]: {"score": t["score"], "possible": t["max_score"]}
+            for t in results["tests"] if "max_score" in t}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    b = sub.add_parser("build", help="write the classroom edition (make classroom)")
+    b.add_argument("--out", type=Path, default=ROOT / "_build" / "classroom")
+    b.add_argument("--chapter", action="append", help="only these chapters (default: all)")
+    g = sub.add_parser("grade", help="grade a folder of submissions of one chapter")
+    g.add_argument("chapter")
+    g.add_argument("submissions", type=Path)
+    g.add_argument("--out", type=Path, default=ROOT / "_build" / "classroom")
+    args = parser.parse_args(argv)
+    if args.command == "grade":
+        print(grade(args.chapter, args.submissions, args.out))
+        return
+    out = getattr(args, "out", ROOT / "_build" / "classroom")
+    if out.exists():
+        shutil.rmtree(out)
+    for a in build(out, getattr(args, "chapter", None)):
+        graded = sum(ex.graded for ex in a.exercises)
+        print(f"{a.chapter}: {len(a.exercises)} exercises, {graded} graded -> {a.student.relative_to(ROOT)}"
+              if a.student.is_relative_to(ROOT) else a.student)
+
+
+if __name__ == "__main__":
+    main()

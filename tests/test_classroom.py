@@ -1,0 +1,189 @@
+"""The classroom edition (scripts/classroom.py, `make classroom`): what a class gets and how it is graded.
+
+- The student's notebooks hold no solution, text or code, and their tests/ only the public checks.
+- Each student notebook is executed once, in a kernel, the way a student runs it; then, for every graded
+  exercise: the answer cell as handed out makes its public check fail with a message (and the hidden tests
+  fail); a plausible wrong answer (tests/classroom_wrong_answers.py) fails the hidden tests; the reference
+  solution passes every public and hidden test.
+- The teacher's command (`otter run` over a folder, no Docker) gives the reference solution full marks and the
+  notebook as handed out none.
+
+Executing the chapters is the slow part (about the book's execution time), so these tests carry the
+`classroom` mark and run in the native pass of `make test` only (the reference solutions meet the checks on
+every CPU path already: the checks are cells of the chapters, which nbval executes three times).
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("classroom", ROOT / "scripts" / "classroom.py")
+classroom = sys.modules["classroom"] = importlib.util.module_from_spec(spec)   # dataclasses look it up
+spec.loader.exec_module(classroom)
+sys.path.insert(0, str(Path(__file__).parent))
+from classroom_wrong_answers import WRONG_ANSWERS  # noqa: E402
+
+pytestmark = pytest.mark.classroom
+
+
+@pytest.fixture(scope="module")
+def edition(tmp_path_factory):
+    out = tmp_path_factory.mktemp("classroom")
+    return out, {a.chapter: a for a in classroom.build(out)}
+
+
+def _graded(edition):
+    return [(a, ex) for a in edition[1].values() for ex in a.exercises if ex.graded]
+
+
+def test_every_chapter_is_an_assignment_and_the_teacher_page_lists_every_exercise(edition):
+    out, assignments = edition
+    chapters = sorted(p.stem for p in classroom.notebooks.chapters())
+    assert sorted(assignments) == chapters
+    page = (out / "README.md").read_text()
+    for a in assignments.values():
+        assert a.student.is_file() and a.autograder.is_file()
+        for ex in a.exercises:
+            assert f"| {a.chapter} | {ex.number} {ex.title} |" in page
+    assert "scripts/classroom.py grade" in page and "otter run" in page
+    assert len(_graded(edition)) >= 3, "at least the deconvnet chapter's exercises are graded"
+
+
+def _solution_lines(ex) -> set[str]:
+    """Lines of the reference solution that a student's notebook must not contain (not the answer cell's)."""
+    given = {line.strip() for line in (ex.answer or "").splitlines()}
+    lines = set()
+    for cell in ex.solution:
+        for line in cell.source.splitlines():
+            line = line.strip()
+            if len(line) > 25 and line not in given and not line.startswith("#"):
+                lines.add(line)
+    return lines
+
+
+def test_the_student_edition_holds_no_solution_and_no_hidden_test(edition):
+    out, assignments = edition
+    for a in assignments.values():
+        student = a.student.parent
+        text = "\n".join(p.read_text() for p in [a.student, *sorted((student / "tests").glob("*.py"))])
+        nb = nbformat.read(a.student, as_version=4)
+        sources = "\n".join(c.source for c in nb.cells)
+        start = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## Exercises"))
+        # The chapter's own code may share a line with a solution; from the exercises on, nothing may.
+        exercises_part = "\n".join(c.source for c in nb.cells[start:])
+        for ex in a.exercises:
+            solution = _solution_lines(ex)
+            assert solution, f"{ex.label}: no solution lines to look for"
+            leaked = [line for line in solution if line in exercises_part]
+            assert not leaked, f"{ex.label}: solution lines in the student's notebook: {leaked[:3]}"
+            for hidden in ex.hidden:
+                asserts = [line.strip() for line in hidden.source.splitlines() if line.strip().startswith("assert")]
+                assert asserts and not any(line in text for line in asserts), f"{ex.label}: hidden test leaked"
+            if ex.graded:
+                assert f'grader.check("{ex.name}")' in sources
+                assert (student / "tests" / f"{ex.name}.py").is_file()
+        assert "'hidden': True" not in text
+        assert "zfviz-book[colab,classroom]" in nb.cells[1].source or "[colab,classroom]" in sources
+
+
+class Kernel:
+    """A Jupyter kernel that runs code as a notebook would, in the student's folder."""
+
+    def __init__(self, cwd: Path):
+        from jupyter_client.manager import start_new_kernel
+        self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=str(cwd))
+
+    def run(self, code: str) -> str:
+        out = []
+
+        def hook(msg):
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                out.append("\n".join(msg["content"]["traceback"]))
+
+        reply = self.kc.execute_interactive(code, output_hook=hook, timeout=600, allow_stdin=False)
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"{code[:200]}\n->\n{''.join(out)[-2000:]}")
+        return "".join(out)
+
+    def close(self):
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+GRADE = """
+import json as _json
+_r = {grader}.check({name!r})
+print(_json.dumps({{"cases": [[tcr.test_case.hidden, tcr.passed, tcr.message] for tcr in _r.test_case_results]}}))
+"""
+
+
+def _grade(kernel: Kernel, grader: str, name: str) -> list[tuple[bool, bool, str]]:
+    out = kernel.run(GRADE.format(grader=grader, name=name))
+    return [tuple(c) for c in json.loads(out.strip().splitlines()[-1])["cases"]]
+
+
+@pytest.mark.parametrize("chapter", sorted(WRONG_ANSWERS and {k.rsplit("-", 1)[0] for k in WRONG_ANSWERS}))
+def test_checks_fail_as_handed_out_and_on_a_wrong_answer_and_pass_on_the_reference(edition, chapter):
+    out, assignments = edition
+    a = assignments[chapter]
+    nb = nbformat.read(a.student, as_version=4)
+    exercises = {ex.name: ex for ex in a.exercises if ex.graded}
+    assert exercises and all(ex.label in WRONG_ANSWERS for ex in exercises.values()), \
+        f"every graded exercise of {chapter} needs a wrong answer in tests/classroom_wrong_answers.py"
+    first_answer = next(i for i, c in enumerate(nb.cells) if "otter_answer_cell" in c.metadata.get("tags", [])
+                        and c.cell_type == "code")
+    kernel = Kernel(a.student.parent)
+    try:
+        for cell in nb.cells[:first_answer]:
+            if cell.cell_type == "code":
+                kernel.run(cell.source)
+        # The autograder's tests (public and hidden), run the way `otter run` runs them.
+        kernel.run(f"import otter\n_auto = otter.Notebook({a.student.name!r}, "
+                   f"tests_dir={str(a.autograder.parent / 'tests')!r})")
+        answers = [c for c in nb.cells if c.cell_type == "code" and "otter_answer_cell" in c.metadata.get("tags", [])]
+        for ex, answer in zip(exercises.values(), answers):
+            assert "..." in answer.source
+            kernel.run(answer.source)                                      # as handed out: runs, but is empty
+            public = _grade(kernel, "grader", ex.name)
+            assert public and not any(hidden for hidden, _, _ in public), "the student's tests hold hidden cases"
+            assert not any(passed for _, passed, _ in public), f"{ex.label}: a public check passes an empty answer"
+            assert all("Error" in message for _, _, message in public), f"{ex.label}: a check fails silently"
+            assert not any(passed for _, passed, _ in _grade(kernel, "_auto", ex.name))
+
+            kernel.run(WRONG_ANSWERS[ex.label])                            # a plausible mistake
+            hidden = [passed for is_hidden, passed, _ in _grade(kernel, "_auto", ex.name) if is_hidden]
+            assert hidden and not all(hidden), f"{ex.label}: the hidden tests pass a wrong answer"
+
+            reference = "\n\n".join(c.source for c in ex.solution if c.cell_type == "code")
+            kernel.run(reference)                                          # the book's solution
+            results = _grade(kernel, "_auto", ex.name)
+            assert all(passed for _, passed, _ in results), f"{ex.label}: the reference fails {results}"
+            assert any(hidden for hidden, _, _ in results)
+    finally:
+        kernel.close()
+
+
+def test_the_teachers_command_grades_without_docker(edition, tmp_path):
+    out, assignments = edition
+    a = assignments["deconvnet"]
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    shutil.copy(a.student, submissions / "as_handed_out.ipynb")
+    shutil.copy(a.autograder.parent / f"{a.chapter}.ipynb", submissions / "reference.ipynb")   # the solutions
+    table = classroom.grade("deconvnet", submissions, out)
+    rows = {r["submission"]: r for r in csv.DictReader(table.open())}
+    possible = float(rows["reference.ipynb"]["possible"])
+    assert possible == sum(classroom.POINTS_PER_CHECK * (len(ex.checks) + len(ex.hidden))
+                           for ex in a.exercises if ex.graded)
+    assert float(rows["reference.ipynb"]["total"]) == possible
+    assert float(rows["as_handed_out.ipynb"]["total"]) == 0
