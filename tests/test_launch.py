@@ -55,6 +55,10 @@ def test_launch_buttons_are_configured_for_colab_and_binder():
     assert re.search(r"^\s+colab_url:\s*https://colab\.research\.google\.com\s*$", CONFIG, re.M)
     assert re.search(r"^\s+binderhub_url:\s*https://mybinder\.org\b", CONFIG, re.M)
     assert _repo_url().startswith("https://github.com/")
+    # They open the Colab/Jupyter edition: the branch scripts/publish_notebooks.sh writes.
+    branch = re.search(r"^repository:\s*\n(?:\s+.*\n)*?\s+branch:\s*(\S+)", CONFIG, re.M)
+    assert branch and branch.group(1) == "notebooks"
+    assert 'branch=notebooks' in (ROOT / "scripts" / "publish_notebooks.sh").read_text()
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)

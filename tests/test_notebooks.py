@@ -145,3 +145,28 @@ def test_finish_refuses_code_that_changed_in_conversion():
         notebooks.finish(bad, source, "https://example.org/")
     with pytest.raises(ValueError, match="wrote 0 code cells"):
         notebooks.finish(nbformat.v4.new_notebook(), source, "https://example.org/")
+
+
+def test_publish_puts_the_edition_on_the_branch_the_buttons_open(edition, tmp_path):
+    """scripts/publish_notebooks.sh, in a clone: one commit on HEAD that replaces exactly the chapters."""
+    import shutil
+    import subprocess
+    clone = tmp_path / "repo"
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(clone)], check=True)
+    (clone / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "publish_notebooks.sh", clone / "scripts")     # the script as it is now
+    built = clone / "_build" / "notebooks" / "book"
+    built.mkdir(parents=True)
+    for chapter, nb in edition.items():
+        nbformat.write(nb, built / f"{chapter}.ipynb")
+    subprocess.run(["bash", str(clone / "scripts" / "publish_notebooks.sh")], cwd=clone, check=True,
+                   stdout=subprocess.DEVNULL)
+    git = lambda *args: subprocess.run(["git", "-C", str(clone), *args], check=True, capture_output=True,
+                                       text=True).stdout
+    assert git("rev-parse", "notebooks~1").strip() == git("rev-parse", "HEAD").strip()
+    changed = set(git("diff", "--name-only", "HEAD", "notebooks").split())
+    assert changed == {f"book/{chapter}.ipynb" for chapter in edition}
+    published = nbformat.reads(git("show", "notebooks:book/deconvnet.ipynb"), as_version=4)
+    assert published.cells[0].id == "install" and published == edition["deconvnet"]
+    assert git("show", "notebooks:environment.yml")             # Binder builds from the branch
+    shutil.rmtree(clone)

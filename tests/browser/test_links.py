@@ -95,7 +95,8 @@ def test_every_chapter_has_colab_and_binder_buttons_to_its_own_notebook(notebook
         pytest.fail(f"{page} is not built (is the chapter in _toc.yml? run `make book`)")
     links = _parse(page).links
     path = notebook.relative_to(ROOT).as_posix()
-    colab = f"https://colab.research.google.com/github/{REPO}/blob/main/{path}"
-    binder = f"https://mybinder.org/v2/gh/{REPO}/main?urlpath=tree/{path}"
+    # The buttons open the Colab/Jupyter edition, on the branch scripts/publish_notebooks.sh writes.
+    colab = f"https://colab.research.google.com/github/{REPO}/blob/notebooks/{path}"
+    binder = f"https://mybinder.org/v2/gh/{REPO}/notebooks?urlpath=tree/{path}"
     assert colab in links, f"no Colab button to {path} on {page.name}"
     assert binder in links, f"no Binder button to {path} on {page.name}"
