@@ -181,11 +181,11 @@ def teacher_page(assignments: list[Assignment]) -> str:
              "Built by `make classroom` from the chapters (the exercises' answer cells and checks live in the",
              "chapters, next to each exercise). One assignment per chapter:", "",
              "| chapter | exercise | graded | points |", "|---|---|---|---|"]
-    for a in assignments:
+    for a in sorted(assignments, key=lambda a: a.exercises[0].number):      # the book's order
         for ex in a.exercises:
             points = POINTS_PER_CHECK * (len(ex.checks) + len(ex.hidden)) if ex.graded else 0
             lines.append(f"| {a.chapter} | {ex.number} {ex.title} | "
-                         f"{'yes: public check + hidden tests' if ex.graded else 'no (open-ended: read the answer)'}"
+                         f"{'yes: public check + hidden tests' if ex.graded else 'no: read the student’s answer'}"
                          f" | {points} |")
     lines += ["", "## Hand out", "",
               "Give each student the folder `<chapter>/student/` (the notebook and its `tests/` folder, which",
@@ -204,7 +204,9 @@ def teacher_page(assignments: list[Assignment]) -> str:
               "then every public and hidden test runs) and writes one row per student: the points per question",
               "and the total. Each chapter executes in about a minute on 2 CPU cores, so a class of 30 takes",
               "about half an hour per chapter. The solutions are in the book (and in",
-              "`<chapter>/autograder/<chapter>.ipynb`); ungraded exercises are marked above.", ""]
+              "`<chapter>/autograder/<chapter>.ipynb`). An ungraded exercise (marked above) still has its",
+              "question, an answer cell and a cell for the explanation in the student's notebook; its",
+              "solution is removed like the others, and its points are 0.", ""]
     return "\n".join(lines)
 
 

@@ -32,4 +32,126 @@ silent = (fmap2.amin(dim=(1, 2)) == 0).nonzero().flatten().tolist()
 flat = deconv.project(model, x, 2, silent[0])
 best = deconv.top_activations(model, val, 2, k=1, channels=silent, preprocess=preprocess)
 """,
+    # Pooling rounded down, as a convolution is, where ZFNet's pooling rounds up (ceil_mode).
+    "network-ex1": """
+n, sides = S, [S]
+for name, k, s, p in [("conv1", 7, 2, 1), ("pool1", 3, 2, 0), ("conv2", 5, 2, 0), ("pool2", 3, 2, 0),
+                      ("conv3", 3, 1, 1), ("conv4", 3, 1, 1), ("conv5", 3, 1, 1), ("pool5", 3, 2, 0)]:
+    n = (n + 2 * p - k) // s + 1
+    sides.append(n)
+""",
+    # Weights only: the biases forgotten.
+    "network-ex2": """
+layers = {"conv1": (3, 24, 7), "conv2": (24, 64, 5), "conv3": (64, 96, 3), "conv4": (96, 96, 3),
+          "conv5": (96, 64, 3), "fc6": (64 * 5 * 5, 1024, 1), "fc7": (1024, 1024, 1), "fc8": (1024, 10, 1)}
+counts = {name: c_out * c_in * k * k for name, (c_in, c_out, k) in layers.items()}
+fc_share = sum(counts[f"fc{i}"] for i in (6, 7, 8)) / sum(counts.values())
+""",
+    # The formula's alpha used as it is, where nn.LocalResponseNorm divides it by the window size n.
+    "network-ex3": """
+def wrong_divisor(a):
+    sq = torch.nn.functional.pad(a.pow(2), (0, 0, 0, 0, 2, 2))
+    return (2.0 + 1e-4 * sum(sq[i:i + len(a)] for i in range(5))) ** 0.75
+
+x_paper = x * preprocess.std * 255
+with torch.no_grad():
+    pool_paper = teach.pool1(teach.relu1(teach.conv1(x_paper)))[0]
+divisors = {"unit scale": wrong_divisor(pool[0]), "paper's scale": wrong_divisor(pool_paper)}
+""",
+    # The radius read as a bound on each filter's norm, not on its RMS (root mean square of its weights).
+    "training-ex1": """
+import copy
+from zfviz.train import renormalize_filters_
+before = convs["not renormalised"].weight.detach().clone()
+after_conv = copy.deepcopy(convs["not renormalised"])
+rescaled = renormalize_filters_(after_conv, 0.1)
+after = after_conv.weight.detach()
+factor = (0.1 / before.flatten(1).norm(dim=1)).clamp(max=1)
+""",
+    # The "mirror image" computed without mirroring: the centre crop again.
+    "training-ex2": """
+x_rendered = test_big.tensors()[0]
+side_in, side_big = preprocess.mean.shape[-1], x_rendered.shape[-1]
+margin = (side_big - side_in) // 2
+mirror = probabilities(x_rendered[..., margin:margin + side_in, margin:margin + side_in])
+crop_accuracy = {what: int((p_ten[:, used].mean(1).argmax(1) == y).sum()) / len(y) for what, used in
+                 [("centre crop", [4]), ("centre + its mirror", [4, 9]), ("five unflipped crops", [0, 1, 2, 3, 4]),
+                  ("all ten crops", list(range(10)))]}
+""",
+    # The map's cell (i, j) taken for a pixel position: the square's corner and centre never computed.
+    "occlusion-ex1": """
+verdict, lowest = {}, {}
+for side in (SQUARE // 2, SQUARE, 2 * SQUARE):
+    m = occlusion.occlusion_map(net, image, label, size=side, stride=COUNT_STRIDE)
+    i, j = divmod(int(m.argmin()), m.shape[1])
+    verdict[side] = bool(val.masks[index][i, j])
+    lowest[side] = m.min().item()
+""",
+    # The coarse map made by doubling the square instead of the stride.
+    "occlusion-ex3": """
+fine = occlusion.occlusion_map(net, image, label, size=SQUARE, stride=COUNT_STRIDE)
+coarse = occlusion.occlusion_map(net, image, label, size=2 * SQUARE, stride=COUNT_STRIDE)[::2, ::2]
+""",
+    # Images ranked by the map's mean activation, not by its strongest unit (ZF's top 9 are by the maximum).
+    "visualisation-ex1": """
+c4 = int(tops[4].values[:, 0].argmax())
+f4 = torch.cat([deconv.feature_map(model, preprocess(b), 4)[:, c4] for b in images.split(64)])
+order4 = f4.flatten(1).mean(1).argsort(descending=True, stable=True)[:9]
+where4 = f4.flatten(1)[order4].argmax(dim=1)
+positions4 = torch.stack([where4 // f4.shape[-1], where4 % f4.shape[-1]], dim=1)
+""",
+    # conv1's padding forgotten: the patch starts one row and column too late.
+    "visualisation-ex2": """
+def layer2_patch(y, x):
+    return 8 * y, 8 * x, min(8 * y + 27, side), min(8 * x + 27, side)
+""",
+    # The signed projection summed, where the share needs its magnitude: positive and negative cancel.
+    "visualisation-ex3": """
+def object_share_by(method, layer, channel):
+    top = tops[layer]
+    idx = top.indices[channel]
+    energy = method(model, preprocess(images[idx]), layer, channel).sum(1)
+    shares, covers = [], []
+    for e, mask, pos in zip(energy, val.masks[idx], top.positions[channel]):
+        y0, x0, y1, x1 = deconv.receptive_field_box(model, layer, tuple(pos.tolist()), side)
+        e, m = e[y0:y1, x0:x1], mask[y0:y1, x0:x1].float()
+        shares.append((e * m).sum() / e.sum().clamp_min(1e-12))
+        covers.append(m.mean())
+    return torch.stack(shares).mean().item(), torch.stack(covers).mean().item()
+""",
+    # Uncovered columns left black (zero) instead of showing the mean image.
+    "invariance-ex1": """
+def shift_right(batch, k, fill):
+    moved = torch.zeros_like(batch)
+    if k >= 0:
+        moved[..., k:] = batch[..., :batch.shape[-1] - k]
+    else:
+        moved[..., :k] = batch[..., -k:]
+    return moved
+
+reference = features.layer_features(net, preprocess(images), [1, 7])
+horizontal = {}
+for k in (-max_shift, -5, 5, max_shift):
+    f = features.layer_features(net, preprocess(shift_right(images, k, preprocess.mean)), [1, 7])
+    horizontal[k] = {l: ((f[l] - reference[l]).norm(dim=1) / reference[l].norm(dim=1)).mean().item() for l in (1, 7)}
+""",
+    # Mirrored top-bottom (the height axis) instead of left-right.
+    "invariance-ex2": """
+half_turn = features.invariance(net, images, labels, "rotate", [180], layers=(7,), preprocess=preprocess)
+with torch.no_grad():
+    p_mirror = net(preprocess(images.flip(-2))).softmax(1)[torch.arange(len(labels)), labels]
+""",
+    # The distance itself, not relative to the unshifted features' length.
+    "invariance-ex3": """
+every_layer = features.invariance(net, images, labels, "translate", [5], layers=list(range(1, 8)),
+                                  preprocess=preprocess)
+by_layer = {l: every_layer.distance[l][0].mean().item() for l in range(1, 8)}
+""",
+    # The frequency taken in radians per pixel: cos(f x) instead of cos(2 pi f x).
+    "architecture-ex1": """
+freqs = [0.05, 0.25, 0.45]
+x_pix = torch.arange(7, dtype=torch.float32)
+gratings = torch.stack([torch.cos(f * x_pix).expand(3, 7, 7) for f in freqs])
+grating_bands = features.frequency_bands(gratings)
+""",
 }
