@@ -61,6 +61,10 @@ def tojupyter(root: Path, work: Path) -> Path:
     config = yaml.safe_load((root / "_config.yml").read_text())
     config["execute"]["execute_notebooks"] = "off"        # the chapters are stored executed
     config["sphinx"]["extra_extensions"] = config["sphinx"].get("extra_extensions", []) + ["sphinx_tojupyter"]
+    # The site's own static files (the vendored MathJax, filled by `make vendor`) play no part in notebooks,
+    # and a fresh clone does not have them: Sphinx would warn, and -W fail.
+    for key in ("html_static_path", "mathjax_path"):
+        config["sphinx"]["config"].pop(key, None)
     config["sphinx"]["config"].update({
         "tojupyter_lang_synonyms": ["ipython3"],   # MyST-NB's code cells are ipython3
         "tojupyter_drop_solutions": False,                               # the page shows them (drop-downs)
