@@ -258,7 +258,7 @@ def run_otter(autograder: Path, submission: Path) -> dict[str, dict]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="write the classroom edition (make classroom)")
     b.add_argument("--out", type=Path, default=ROOT / "_build" / "classroom")
     b.add_argument("--chapter", action="append", help="only these chapters (default: all)")
@@ -270,10 +270,9 @@ def main(argv=None) -> None:
     if args.command == "grade":
         print(grade(args.chapter, args.submissions, args.out))
         return
-    out = getattr(args, "out", ROOT / "_build" / "classroom")
-    if out.exists():
-        shutil.rmtree(out)
-    for a in build(out, getattr(args, "chapter", None)):
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    for a in build(args.out, args.chapter):
         graded = sum(ex.graded for ex in a.exercises)
         print(f"{a.chapter}: {len(a.exercises)} exercises, {graded} graded -> {a.student.relative_to(ROOT)}"
               if a.student.is_relative_to(ROOT) else a.student)
