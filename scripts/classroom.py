@@ -171,8 +171,45 @@ def assign(chapter: str, edition_nb: Path, out: Path) -> Assignment:
     if len(zips) != 1:
         raise RuntimeError(f"otter assign wrote {len(zips)} autograder zips for {chapter}")
     zips[0].rename(dest / "autograder" / "autograder.zip")
+    student = dest / "student" / f"{chapter}.ipynb"
+    nbformat.write(carry_checks(nbformat.read(student, as_version=4), dest / "student" / "tests"), student)
     return Assignment(chapter, dest / "student" / f"{chapter}.ipynb", dest / "autograder" / "autograder.zip",
                       exercises)
+
+
+INIT = re.compile(r"^# Initialize Otter\nimport otter\ngrader = otter\.Notebook\((\"[\w-]+\.ipynb\")\)\s*$")
+
+
+def carry_checks(nb: nbformat.NotebookNode, tests: Path) -> nbformat.NotebookNode:
+    """The student's notebook with its public checks inside, so that it works alone (on Colab, say).
+
+    Otter reads the checks from a ``tests/`` folder beside the notebook, which Colab does not have (and Otter's
+    other ways, checks in the notebook's metadata or fetched from a URL, are refused on Colab or work only on
+    JupyterLite). So Otter's first cell writes each public check to ``tests/`` where it is missing, then starts
+    Otter. It never overwrites a file: a student's or the grader's copy stays as it is. Colab also keeps the
+    notebook itself elsewhere (in Drive), and Otter reads the file it is given: it is given the notebook's name
+    only where that file is beside it (the checks need only ``tests/``; the path is for exporting).
+    """
+    checks = {p.name: p.read_text() for p in sorted(tests.glob("*.py"))}
+    if not checks:
+        raise ValueError(f"no public checks in {tests}")
+    cells = [c for c in nb.cells if c.cell_type == "code" and INIT.match(c.source)]
+    if len(cells) != 1:
+        raise ValueError(f"expected one Otter init cell, found {len(cells)}")
+    name = INIT.match(cells[0].source)[1]
+    cells[0].source = "\n".join([
+        "# Initialize Otter. The public checks travel inside this notebook (Colab has no tests/ folder beside it):",
+        "# each is written to tests/ unless a file of that name is already there.",
+        "import os",
+        "import otter",
+        "_PUBLIC_CHECKS = {", *(f"    {name!r}: {text!r}," for name, text in checks.items()), "}",
+        "os.makedirs(\"tests\", exist_ok=True)",
+        "for _name, _text in _PUBLIC_CHECKS.items():",
+        "    if not os.path.exists(os.path.join(\"tests\", _name)):",
+        "        with open(os.path.join(\"tests\", _name), \"w\") as _f:",
+        "            _f.write(_text)",
+        f"grader = otter.Notebook({name} if os.path.isfile({name}) else None)"])
+    return nb
 
 
 def teacher_page(assignments: list[Assignment]) -> str:
@@ -188,11 +225,13 @@ def teacher_page(assignments: list[Assignment]) -> str:
                          f"{'yes: public check + hidden tests' if ex.graded else 'no: read the student’s answer'}"
                          f" | {points} |")
     lines += ["", "## Hand out", "",
-              "Give each student the folder `<chapter>/student/` (the notebook and its `tests/` folder, which",
-              "holds only the public checks). In Jupyter or on a JupyterHub the student runs the chapter, fills",
-              "in each answer cell (the `...`) and runs the `grader.check(...)` cell below it: it says whether",
-              "the answer passes the public check, or what is wrong. The install cell installs `zfviz` with",
-              "Otter (`zfviz[colab,classroom]`) where they are missing.", "",
+              "Give each student the notebook `<chapter>/student/<chapter>.ipynb`. It is enough alone: its public",
+              "checks travel inside it (its first Otter cell writes them to `tests/` beside it; the `tests/` folder",
+              "next to it holds the same files, only the public checks). The student opens it in Jupyter, on a",
+              "JupyterHub or on Colab (File > Upload notebook), runs the chapter, fills in each answer cell (the",
+              "`...`) and runs the `grader.check(...)` cell below it: it says whether the answer passes the",
+              "public check, or what is wrong. The install cell installs `zfviz` with Otter",
+              "(`zfviz[colab,classroom]`) where they are missing (on Colab it fetches the book's repository).", "",
               "## Collect and grade (no Docker needed)", "",
               "Collect the students' `.ipynb` files of one chapter in a folder, then, in this repository after",
               "`make venv`:", "",

@@ -154,4 +154,94 @@ x_pix = torch.arange(7, dtype=torch.float32)
 gratings = torch.stack([torch.cos(f * x_pix).expand(3, 7, 7) for f in freqs])
 grating_bands = features.frequency_bands(gratings)
 """,
+    # The mean response of the convolution before the rectification, where the chapter rectifies first.
+    "architecture-ex2": """
+weakest_ratio, dead_counts = {}, {}
+for name, (model, pre) in nets.items():
+    with torch.no_grad():
+        response = model.conv1(pre(x_val)).mean(dim=(0, 2, 3))
+    ratio = response / response.max()
+    weakest_ratio[name] = ratio.min().item()
+    dead_counts[name] = {t: int((ratio < t).sum()) for t in (0.1, 0.25)}
+""",
+    # Each filter's norm taken for its RMS (the square root of the sum, not of the mean, of its squared weights).
+    "architecture-ex3": """
+filter_rms, at_radius, top3_share = {}, {}, {}
+for name, (model, _) in nets.items():
+    w = model.conv1.weight.detach()
+    filter_rms[name] = w.flatten(1).norm(dim=1)
+    at_radius[name] = int((filter_rms[name] > 0.099).sum())
+    top3_share[name] = features.top_norm_share(w, 3)
+constrained = max(at_radius, key=at_radius.get)
+""",
+    # Only pairs where both units changed, with opposite signs, counted as a change: (1 - z)^2 / 2.
+    "correspondence-ex1": """
+gen = torch.Generator().manual_seed(0)
+direction = torch.randn(100_000, generator=gen)
+same_way = (0.5 + torch.rand(5, 1, generator=gen)) * direction
+one_reversed = same_way.clone()
+one_reversed[0] *= -1
+delta_same = features.sign_change_score(same_way)
+delta_reversed = features.sign_change_score(one_reversed)
+predicted, measured = {}, {}
+for z in (0.0, 0.5, 0.9):
+    eps_random = torch.randn(5, 100_000, generator=gen).masked_fill(torch.rand(5, 100_000, generator=gen) < z, 0.0)
+    predicted[z] = (1 - z) ** 2 / 2
+    measured[z] = (features.sign_change_score(eps_random), features.sign_change_score(eps_random, ignore_zeros=True))
+""",
+    # The square's corner put on the middle of the tile instead of its centre.
+    "correspondence-ex2": """
+sides = parts["upper left"][:, 2:] - parts["upper left"][:, :2]
+corner = test5.locate(renders, torch.tensor([[0.5, 0.5]] * 5)).round().long()
+middle_squares = torch.cat([corner, corner + sides], 1)
+middle_scores = features.correspondence(net, x, {"middle": middle_squares, **random_parts}, layers=(5, 7),
+                                        ignore_zeros=True)
+by_hand = features.sign_change_score(features.layer_features(net, x, 5)
+                                     - features.layer_features(net, features.mask_region(x, middle_squares), 5),
+                                     ignore_zeros=True)
+""",
+    # The biases forgotten: a layer counted as its weights only.
+    "experiments-ex1": """
+def conv(c_in, c_out, k):
+    return c_out * c_in * k * k
+
+convs = conv(3, 24, 7) + conv(24, 64, 5)
+no_fc = convs + conv(64, 96, 3) + conv(96, 96, 3) + conv(96, 64, 3) + 64 * 3 * 3 * 10
+no_both = convs + conv(64, 64, 3) + 64 * 3 * 3 * 10
+""",
+    # C left at linear_probe's default in the loop, so every "C" fits the same probe.
+    "experiments-ex2": """
+c_sweep = {layer: {C: transfer.linear_probe(zf_feats[layer], y_tux, stamps, stamp_labels, 12, TEST, SEEDS, "softmax",
+                                            C=0.01)
+                   for C in (0.001, 0.01, 0.1)} for layer in (1, 7)}
+""",
+    # Test stamps counted instead of test images (each stamp has several renders).
+    "experiments-ex3": """
+shared, n_test_images = {}, {}
+for seed in SEEDS:
+    for n in PER_CLASS:
+        train, test = transfer.few_shot_split(stamp_labels, n, TEST, seed)
+        shared[seed, n] = len(set(train.tolist()) & set(test.tolist()))
+        n_test_images[seed, n] = len(test)
+""",
+    # Black and white taken as 0 and 1, pixel values, where the fill is in the network's (preprocessed) input space.
+    "occlusion-ex2": """
+black, white = 0.0, 1.0
+sample = list(range(0, len(val), 40))
+centres = torch.arange(count_grid[0]) * COUNT_STRIDE + SQUARE // 2
+minimum_on_object = {}
+for fill_name, fill in [("grey", 0.0), ("black", black), ("white", white)]:
+    n = 0
+    for i in sample:
+        m = occlusion.occlusion_map(net, preprocess(x_val[i:i + 1])[0], int(y_val[i]), size=SQUARE,
+                                    stride=COUNT_STRIDE, fill=fill)
+        n += bool(val.masks[i][centres][:, centres].flatten()[m.argmin()])
+    minimum_on_object[fill_name] = n
+""",
+    # The recipe's entry after its 3rd epoch (runs[...][2]): the history's first entry is after epoch 1.
+    "training-ex3": """
+lr_runs = {0.001: short_run(lr=0.001, epochs=2)[-1],
+           0.01: runs["recipe (momentum 0.9, dropout 0.5)"][2],
+           0.1: short_run(lr=0.1, epochs=2)[-1]}
+""",
 }

@@ -1,7 +1,8 @@
 """The classroom edition (scripts/classroom.py, `make classroom`): what a class gets and how it is graded.
 
 - The student's notebooks hold no solution, text or code, and their tests/ only the public checks.
-- Each student notebook is executed once, in a kernel, the way a student runs it; then, for every graded
+- Each student notebook carries its public checks (Colab has no tests/ folder beside it) and is executed once,
+  alone in a folder, in a kernel, the way a student runs it; then, for every graded
   exercise: the answer cell as handed out makes its public check fail with a message (and the hidden tests
   fail); a plausible wrong answer (tests/classroom_wrong_answers.py) fails the hidden tests; the reference
   solution passes every public and hidden test.
@@ -94,6 +95,30 @@ def test_the_student_edition_holds_no_solution_and_no_hidden_test(edition):
         assert "zfviz-book[colab,classroom]" in sources, "the install cell must install Otter (the classroom extra)"
 
 
+def test_the_student_notebook_carries_its_public_checks_and_never_overwrites_a_file(edition, tmp_path,
+                                                                                    monkeypatch):
+    """On Colab there is no tests/ folder beside the notebook: Otter's first cell writes the public checks."""
+    _, assignments = edition
+    for a in assignments.values():
+        nb = nbformat.read(a.student, as_version=4)
+        init = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# Initialize Otter")]
+        name = f'"{a.chapter}.ipynb"'
+        assert len(init) == 1
+        assert init[0].source.rstrip().endswith(f"grader = otter.Notebook({name} if os.path.isfile({name}) else None)")
+        folder = tmp_path / a.chapter
+        (folder / "tests").mkdir(parents=True)
+        handed_out = sorted((a.student.parent / "tests").glob("*.py"))
+        kept = folder / "tests" / handed_out[0].name
+        kept.write_text("# the student's own copy\n")
+        monkeypatch.chdir(folder)
+        exec(init[0].source, {})
+        assert kept.read_text() == "# the student's own copy\n", "the init cell overwrote a file"
+        written = sorted((folder / "tests").glob("*.py"))
+        assert [p.name for p in written] == [p.name for p in handed_out]
+        for p in handed_out[1:]:
+            assert (folder / "tests" / p.name).read_text() == p.read_text()
+
+
 class Kernel:
     """A Jupyter kernel that runs code as a notebook would, in the student's folder."""
 
@@ -133,7 +158,7 @@ def _grade(kernel: Kernel, grader: str, name: str) -> list[tuple[bool, bool, str
 
 
 @pytest.mark.parametrize("chapter", sorted({label.rsplit("-", 1)[0] for label in WRONG_ANSWERS}))
-def test_checks_fail_as_handed_out_and_on_a_wrong_answer_and_pass_on_the_reference(edition, chapter):
+def test_checks_fail_as_handed_out_and_on_a_wrong_answer_and_pass_on_the_reference(edition, chapter, tmp_path):
     out, assignments = edition
     a = assignments[chapter]
     nb = nbformat.read(a.student, as_version=4)
@@ -142,7 +167,10 @@ def test_checks_fail_as_handed_out_and_on_a_wrong_answer_and_pass_on_the_referen
         f"every graded exercise of {chapter} needs a wrong answer in tests/classroom_wrong_answers.py"
     first_answer = next(i for i, c in enumerate(nb.cells) if "otter_answer_cell" in c.metadata.get("tags", [])
                         and c.cell_type == "code")
-    kernel = Kernel(a.student.parent)
+    alone = tmp_path / "student"            # the notebook alone, as on Colab: no tests/ folder beside it
+    alone.mkdir()
+    shutil.copy(a.student, alone)
+    kernel = Kernel(alone)
     try:
         for cell in nb.cells[:first_answer]:
             if cell.cell_type == "code":
