@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test unit nbval cpu-paths browser venv vendor lock clean data train notebooks classroom
+.PHONY: book test unit nbval cpu-paths cpu-avx2 cpu-plain browser venv vendor lock clean data train notebooks classroom
 
 # MathJax, served from the site itself so that the pages work offline (see _config.yml). Not in _static/:
 # Jupyter Book adds every .js file under _static/ to every page.
@@ -64,16 +64,29 @@ nbval: $(STAMP)
 # The classroom tests execute the chapters once more; there the native pass is enough, since the checks they
 # grade with are cells of the chapters, which nbval runs on all three paths.
 # scripts/cpu_paths.py first shows that each switch really changes a float sum on this machine.
-CPU_AVX2  := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+# The two passes run side by side, each on 1 thread (one core each: the native pass covers 2 threads), each
+# with its own pytest folder; --output-sync prints each pass's output whole, once it has finished.
+CPU_AVX2  := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+             OMP_NUM_THREADS=1 ZFVIZ_THREADS=1
 CPU_PLAIN := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2 \
              OMP_NUM_THREADS=1 ZFVIZ_THREADS=1
 
 cpu-paths: $(STAMP)
 	$(PY) scripts/cpu_paths.py "$(CPU_AVX2)" "$(CPU_PLAIN)"
-	env $(CPU_AVX2) $(PY) $(UNIT) -q -m "not classroom"
-	env $(CPU_AVX2) $(PY) $(NBVAL) -q
-	env $(CPU_PLAIN) $(PY) $(UNIT) -q -m "not classroom"
-	env $(CPU_PLAIN) $(PY) $(NBVAL) -q
+	$(MAKE) --no-print-directory -j2 --output-sync=target cpu-avx2 cpu-plain
+
+# One pass: the unit tests (all but the classroom ones), then nbval, under the environment $(1), in _build/pytest-$(2).
+define cpu_pass
+rm -rf _build/pytest-$(2)
+env $(1) $(PY) $(UNIT) -q -m "not classroom" --basetemp=_build/pytest-$(2)/unit
+env $(1) $(PY) $(NBVAL) -q --basetemp=_build/pytest-$(2)/nbval
+endef
+
+cpu-avx2: $(STAMP)
+	$(call cpu_pass,$(CPU_AVX2),avx2)
+
+cpu-plain: $(STAMP)
+	$(call cpu_pass,$(CPU_PLAIN),plain)
 
 # The built site in a real browser (tests/browser): builds the book, then opens every page offline.
 browser: book

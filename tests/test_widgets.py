@@ -2,6 +2,7 @@
 import asyncio
 import copy
 import inspect
+import os
 
 import ipywidgets
 import numpy as np
@@ -20,7 +21,7 @@ S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's 
 
 @pytest.fixture(scope="module")
 def teaching():
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("ZFVIZ_THREADS", "2")))   # as the chapters: 1 in the 1-thread passes
     model, preprocess = models.load_teaching_zfnet()
     return model, preprocess, data.ClipArt("val")
 
