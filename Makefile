@@ -77,7 +77,7 @@ cpu-paths: $(STAMP)
 
 # One pass: the unit tests (all but the classroom ones), then nbval, under the environment $(1), in _build/pytest-$(2).
 define cpu_pass
-rm -rf _build/pytest-$(2)
+rm -rf _build/pytest-$(2) && mkdir -p _build/pytest-$(2)
 env $(1) $(PY) $(UNIT) -q -m "not classroom" --basetemp=_build/pytest-$(2)/unit
 env $(1) $(PY) $(NBVAL) -q --basetemp=_build/pytest-$(2)/nbval
 endef

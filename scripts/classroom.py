@@ -44,6 +44,7 @@ EXERCISE_HEADING = re.compile(r"^## Exercise (\d+) \((.*)\)\s*$", re.M)
 SOLUTION_HEADING = re.compile(r"^## Solution to ", re.M)
 ANCHOR = re.compile(r"<a id='([\w-]+)'></a>")
 POINTS_PER_CHECK = 1
+INSTALL_MARK = 'importlib.util.find_spec("zfviz") is None'     # the chapters' install cell (scripts/notebooks.py)
 
 
 @dataclass
@@ -172,7 +173,8 @@ def assign(chapter: str, edition_nb: Path, out: Path) -> Assignment:
         raise RuntimeError(f"otter assign wrote {len(zips)} autograder zips for {chapter}")
     zips[0].rename(dest / "autograder" / "autograder.zip")
     student = dest / "student" / f"{chapter}.ipynb"
-    nbformat.write(carry_checks(nbformat.read(student, as_version=4), dest / "student" / "tests"), student)
+    nb = carry_checks(nbformat.read(student, as_version=4), dest / "student" / "tests")
+    nbformat.write(install_first(nb), student)
     return Assignment(chapter, dest / "student" / f"{chapter}.ipynb", dest / "autograder" / "autograder.zip",
                       exercises)
 
@@ -209,6 +211,17 @@ def carry_checks(nb: nbformat.NotebookNode, tests: Path) -> nbformat.NotebookNod
         "        with open(os.path.join(\"tests\", _name), \"w\") as _f:",
         "            _f.write(_text)",
         f"grader = otter.Notebook({name} if os.path.isfile({name}) else None)"])
+    return nb
+
+
+def install_first(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The install cell before Otter's first cell: on Colab, Otter is installed by the install cell."""
+    install = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and INSTALL_MARK in c.source]
+    init = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.startswith("# Initialize Otter")]
+    if len(install) != 1 or len(init) != 1:
+        raise ValueError(f"expected one install cell and one Otter init cell, found {len(install)} and {len(init)}")
+    cell = nb.cells.pop(install[0])
+    nb.cells.insert(min(install[0], init[0]), cell)
     return nb
 
 

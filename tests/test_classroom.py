@@ -6,6 +6,7 @@
   exercise: the answer cell as handed out makes its public check fail with a message (and the hidden tests
   fail); a plausible wrong answer (tests/classroom_wrong_answers.py) fails the hidden tests; the reference
   solution passes every public and hidden test.
+- Those runs execute every code cell of the Colab/Jupyter edition too (the chapter's visible code), offline.
 - The teacher's command (`otter run` over a folder, no Docker) gives the reference solution full marks and the
   notebook as handed out none.
 
@@ -104,6 +105,8 @@ def test_the_student_notebook_carries_its_public_checks_and_never_overwrites_a_f
         init = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# Initialize Otter")]
         name = f'"{a.chapter}.ipynb"'
         assert len(init) == 1
+        install = next(c for c in nb.cells if c.cell_type == "code" and classroom.INSTALL_MARK in c.source)
+        assert nb.cells.index(install) < nb.cells.index(init[0]), "on Colab, Otter is there only after the install cell"
         assert init[0].source.rstrip().endswith(f"grader = otter.Notebook({name} if os.path.isfile({name}) else None)")
         folder = tmp_path / a.chapter
         (folder / "tests").mkdir(parents=True)
@@ -171,10 +174,13 @@ def test_checks_fail_as_handed_out_and_on_a_wrong_answer_and_pass_on_the_referen
     alone.mkdir()
     shutil.copy(a.student, alone)
     kernel = Kernel(alone)
+    ran = []                                 # the chapter's own code that runs here (not Otter's, not install)
     try:
         for cell in nb.cells[:first_answer]:
             if cell.cell_type == "code":
                 kernel.run(cell.source)
+                if not cell.source.startswith("# Initialize Otter") and "find_spec(\"zfviz\")" not in cell.source:
+                    ran.append(cell.source)
         # The autograder's tests (public and hidden), run the way `otter run` runs them.
         kernel.run(f"import otter\n_auto = otter.Notebook({a.student.name!r}, "
                    f"tests_dir={str(a.autograder.parent / 'tests')!r})")
@@ -194,9 +200,16 @@ def test_checks_fail_as_handed_out_and_on_a_wrong_answer_and_pass_on_the_referen
 
             reference = "\n\n".join(c.source for c in ex.solution if c.cell_type == "code")
             kernel.run(reference)                                          # the book's solution
+            ran.append(reference)
             results = _grade(kernel, "_auto", ex.name)
             assert all(passed for _, passed, _ in results), f"{ex.label}: the reference fails {results}"
             assert any(hidden for hidden, _, _ in results)
+        # So every code cell of the Colab/Jupyter edition has run here, offline, in order: its code is the
+        # chapter's visible code (tests/test_notebooks.py), the body above and each exercise's solution.
+        chapter_nb = nbformat.read(ROOT / "book" / f"{chapter}.ipynb", as_version=4)
+        visible = [c.source for c in chapter_nb.cells
+                   if c.cell_type == "code" and "remove-cell" not in c.metadata.get("tags", [])]
+        assert "\n\n".join(ran) == "\n\n".join(visible), "the kernel did not run the edition's code"
     finally:
         kernel.close()
 
