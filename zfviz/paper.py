@@ -84,6 +84,7 @@ SIZE_ABLATION_CONV_CHANNELS = (512, 1024, 512)   # Table 3: layers 3, 4, 5 wider
 CALTECH101 = {15: (83.8, 22.8), 30: (86.5, 46.5)}
 CALTECH256 = {15: (65.7, 9.0), 30: (70.6, 22.5), 45: (72.7, 31.2), 60: (74.2, 38.8)}
 CALTECH101_PREVIOUS_BEST = 84.3  # Table 4: the best earlier result at 30 per class (the "+2.2%" of §5.2)
+CALTECH256_PREVIOUS_BEST = 55.2  # Table 5: the best earlier result at 60 per class (Bo et al.)
 CALTECH256_BEATS_WITH = 6        # §5.2: 6 images per class beat the previous best, which used 60
 PASCAL_MEAN = 79.0               # Table 6: mean AP (the best reported 82.2; wins 5 of 20 classes)
 PASCAL_BEST_REPORTED = 82.2
