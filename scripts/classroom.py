@@ -8,6 +8,8 @@ chapter into an Otter-Grader assignment (otter-grader, Berkeley's autograder; it
   notebook; the student gets the chapter's *answer cell* instead, with a ``grader.check`` after it that runs
   the exercise's public checks ("passed", or what is wrong, without the answer). The hidden checks are only
   in the autograder;
+- the student's notebook works alone (on Colab, say): the install cell comes first and Otter's first cell
+  carries the public checks (``carry_checks``);
 - the answer cell and the checks live in the chapter itself, next to the exercise, hidden on the page (cell
   tags ``answer``, ``check`` and ``hidden-check`` with ``remove-cell``), so the book, the student's notebook and
   the grading cannot drift apart; the book's own run (nbval, on three CPU paths) executes the checks against
@@ -204,7 +206,7 @@ def carry_checks(nb: nbformat.NotebookNode, tests: Path) -> nbformat.NotebookNod
         "# each is written to tests/ unless a file of that name is already there.",
         "import os",
         "import otter",
-        "_PUBLIC_CHECKS = {", *(f"    {name!r}: {text!r}," for name, text in checks.items()), "}",
+        "_PUBLIC_CHECKS = {", *(f"    {file!r}: {text!r}," for file, text in checks.items()), "}",
         "os.makedirs(\"tests\", exist_ok=True)",
         "for _name, _text in _PUBLIC_CHECKS.items():",
         "    if not os.path.exists(os.path.join(\"tests\", _name)):",
