@@ -56,15 +56,22 @@ CORRESPONDENCE_LAYER5 = {"right eye": 0.067, "left eye": 0.069, "nose": 0.079, "
 CORRESPONDENCE_LAYER7 = 0.07     # "about 0.07" for the three parts and the random masks alike
 
 # --- §5 Experiments ----------------------------------------------------------------------------------------
-# Table 2, ImageNet 2012 error %: (val top-1, val top-5, test top-5); None = not given
+# Table 2, ImageNet 2012 error %: (val top-1, val top-5, test top-5); None = "-" in the paper. Every row of
+# arXiv v3, in its order. "*": trained on both the ImageNet 2011 and 2012 training sets (the table's caption;
+# Krizhevsky et al.'s own table says their starred nets also had an extra, sixth convolutional layer).
 IMAGENET = {
+    "Gunji et al. (best entry that was not a convnet)": (None, None, 26.2),
     "Krizhevsky et al., 1 convnet": (40.7, 18.2, None),
     "Krizhevsky et al., 5 convnets": (38.1, 16.4, 16.4),
+    "Krizhevsky et al.*, 1 convnet": (39.0, 16.6, None),
+    "Krizhevsky et al.*, 7 convnets": (36.7, 15.4, 15.3),
     "Krizhevsky et al. replicated, 1 convnet": (40.5, 18.1, None),
     "1 convnet (ours)": (38.4, 16.5, None),
+    "5 convnets (ours) (a)": (36.7, 15.3, 15.3),
     "1 convnet (ours), layers 3-5 wider (b)": (37.5, 16.0, 16.1),
     "6 convnets": (36.0, 14.7, 14.8),
 }
+IMAGENET_STARRED = ("Krizhevsky et al.*, 1 convnet", "Krizhevsky et al.*, 7 convnets")   # trained on 2011 + 2012
 # Table 3, size ablations, error %: (train top-1, val top-1, val top-5)
 SIZE_ABLATIONS = {
     "Krizhevsky replication": (35.1, 40.5, 18.1),
@@ -72,6 +79,8 @@ SIZE_ABLATIONS = {
     "removed layer 7": (27.4, 40.0, 18.4),
     "removed layers 6,7": (27.4, 44.8, 22.4),
     "removed layers 3,4,6,7": (71.1, 71.3, 50.1),
+    "Krizhevsky, layers 6,7 at 2048 units": (40.3, 41.7, 18.8),
+    "Krizhevsky, layers 6,7 at 8192 units": (26.8, 40.0, 18.1),
     "ZF model": (33.1, 38.4, 16.5),
     "layers 6,7 at 2048 units": (38.2, 40.2, 17.6),
     "layers 6,7 at 8192 units": (22.0, 38.8, 17.0),
@@ -94,7 +103,7 @@ PER_LAYER = {
     "SVM (1)": (44.8, 24.6), "SVM (2)": (66.2, 39.6), "SVM (3)": (72.3, 46.0), "SVM (4)": (76.6, 51.3),
     "SVM (5)": (86.2, 65.6), "SVM (7)": (85.5, 71.7), "Softmax (5)": (82.9, 65.7), "Softmax (7)": (85.4, 72.6),
 }
-ILSVRC2012_SECOND = (26.1, 26.2)  # §5: the runner-up's error, printed two ways in the paper
+ILSVRC2012_SECOND = 26.2        # §5.1 and Table 2 (Gunji et al.): the best entry that was not a convnet (v1 printed 26.1)
 
 
 def values() -> list[float]:
