@@ -419,3 +419,55 @@ def test_other_float_images_are_computed_in_the_models_float32(dtype):
     assert torch.allclose(probs[..., 3], want, rtol=0, atol=1e-6)
     panels = occlusion_panels(model, rounded, 3, 16, 8)
     assert torch.allclose(panels.prob, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("size, stride", [(4, 1), (5, 3), (8, 4)])
+def test_energy_under_square_equals_a_loop_over_squares(size, stride):
+    # Independent: for each corner, sum the squared projection inside the square by slicing, divide by the total.
+    gen = torch.Generator().manual_seed(0)
+    projection = torch.randn(3, 17, 23, generator=gen)
+    got = occlusion.energy_under_square(projection, size, stride)
+    ny, nx = occlusion.occlusion_grid(17, 23, size, stride)
+    energy = (projection.double() ** 2).sum(0)
+    want = torch.tensor([[energy[i * stride:i * stride + size, j * stride:j * stride + size].sum().item()
+                          for j in range(nx)] for i in range(ny)], dtype=torch.float64) / energy.sum()
+    assert got.shape == (ny, nx) and got.dtype == torch.float64
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert 0 <= got.min() and got.max() <= 1
+
+
+def test_energy_under_square_of_a_blob_peaks_where_the_square_covers_it():
+    projection = torch.zeros(3, 32, 32)
+    projection[:, 12:16, 20:24] = 1.0                                  # all the energy in one 4x4 blob
+    got = occlusion.energy_under_square(projection, 8, 4)
+    i, j = divmod(int(got.argmax()), got.shape[1])
+    assert got.max().item() == pytest.approx(1.0)                      # a square that holds the whole blob
+    assert i * 4 <= 12 and i * 4 + 8 >= 16 and j * 4 <= 20 and j * 4 + 8 >= 24
+    assert got[0, 0].item() == 0.0
+
+
+def test_map_correlation_equals_numpy_corrcoef():
+    import numpy as np
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.randn(6, 7, generator=gen), torch.randn(6, 7, generator=gen)
+    want = np.corrcoef(a.flatten().numpy().astype(np.float64), b.flatten().numpy().astype(np.float64))[0, 1]
+    assert occlusion.map_correlation(a, b) == pytest.approx(want, abs=1e-12)
+    assert occlusion.map_correlation(a, 2 * a + 1) == pytest.approx(1.0)
+    assert occlusion.map_correlation(a, -a) == pytest.approx(-1.0)
+    assert np.isnan(occlusion.map_correlation(a, torch.ones(6, 7)))
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: occlusion.energy_under_square(torch.zeros(3, 16, 16), 4, 2), ValueError, "zero everywhere"),
+    (lambda: occlusion.energy_under_square(torch.ones(16, 16), 4, 2), ValueError, r"projection must be a float tensor \(C, H, W\)"),
+    (lambda: occlusion.energy_under_square(torch.ones(3, 16, 16, dtype=torch.long), 4, 2), ValueError, "float tensor"),
+    (lambda: occlusion.energy_under_square(torch.full((3, 16, 16), float("nan")), 4, 2), ValueError, "finite"),
+    (lambda: occlusion.energy_under_square(torch.ones(3, 16, 16), 17, 2), ValueError, "size"),
+    (lambda: occlusion.energy_under_square(torch.ones(3, 16, 16), 4, 0), ValueError, "stride"),
+    (lambda: occlusion.map_correlation(torch.ones(3, 3), torch.ones(3, 4)), ValueError, "same shape"),
+    (lambda: occlusion.map_correlation(torch.ones(1), torch.ones(1)), ValueError, "at least 2"),
+    (lambda: occlusion.map_correlation([1.0, 2.0], torch.ones(2)), TypeError, "a must be a real tensor"),
+], ids=lambda v: None)
+def test_fig7c_helpers_refuse_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

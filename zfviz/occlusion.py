@@ -40,7 +40,7 @@ from torch import nn
 from . import deconv
 
 __all__ = ["occlusion_map", "occlusion_probabilities", "occlusion_panels", "OcclusionPanels", "occlude",
-           "occlusion_grid", "map_extent"]
+           "occlusion_grid", "map_extent", "energy_under_square", "map_correlation"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,6 +141,55 @@ def map_extent(shape: tuple[int, int], size: int, stride: int) -> tuple[float, f
     ny, nx = yx
     first = (size - 1) / 2 - stride / 2                       # the outer edge of the first cell
     return first, first + nx * stride, first + ny * stride, first
+
+
+def energy_under_square(projection: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+    """Fig. 7 (c) on the occluder's grid: the share of a projection's energy each square position covers.
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion), where it is set beside panel (b): if the
+    deconvnet shows what a feature map responds to, the map should lose its activation where the square covers
+    the projection's energy.
+
+    Args:
+        projection: (C, H, W) a deconvnet projection (``OcclusionPanels.projection``), or any image-sized signal.
+        size, stride: the occluder's, as in :func:`occlusion_map`.
+    Returns:
+        (ny, nx) float64, cell (i, j) = sum of ``projection**2`` (over channels) inside the square with top-left
+        corner ``(i * stride, j * stride)``, divided by the sum over the whole image: in [0, 1], on the grid of
+        :func:`occlusion_map`.
+    """
+    if not isinstance(projection, torch.Tensor) or projection.dim() != 3 or not projection.is_floating_point():
+        raise ValueError(f"projection must be a float tensor (C, H, W); got "
+                         f"{tuple(projection.shape) if isinstance(projection, torch.Tensor) else type(projection).__name__}"
+                         f"{' ' + str(projection.dtype) if isinstance(projection, torch.Tensor) else ''}")
+    if not torch.isfinite(projection).all():
+        raise ValueError("projection must be finite (no nan or inf)")
+    height, width = projection.shape[-2:]
+    occlusion_grid(height, width, size, stride)                           # validates size and stride
+    energy = projection.detach().double().pow(2).sum(0)                   # (H, W)
+    total = energy.sum()
+    if not total > 0:
+        raise ValueError("projection is zero everywhere: it has no energy to locate")
+    window = F.avg_pool2d(energy[None, None], size, stride)[0, 0] * size * size    # sum inside each square
+    return window / total
+
+
+def map_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation between two maps on the same grid (e.g. Fig. 7 (b)'s drop and (c)'s energy).
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion). ``a`` and ``b`` of the same shape, at
+    least 2 cells; returns a float in [-1, 1], ``nan`` when either map is constant.
+    """
+    for name, t in (("a", a), ("b", b)):
+        if not isinstance(t, torch.Tensor) or t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real tensor (a map), got {type(t).__name__}")
+    if a.shape != b.shape or a.numel() < 2:
+        raise ValueError(f"a and b must be maps of the same shape with at least 2 cells; got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
+    x, y = a.detach().double().flatten(), b.detach().double().flatten()
+    x, y = x - x.mean(), y - y.mean()
+    denominator = (x.norm() * y.norm()).item()
+    return float((x @ y).item() / denominator) if denominator > 0 else float("nan")
 
 
 def occlude(image: torch.Tensor, position: tuple[int, int], size: int, fill: float = 0.0) -> torch.Tensor:
