@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from zfviz import deconv
 from zfviz.data import Preprocess
-from zfviz.features import (correspondence, invariance, layer_features, mask_region, part_squares, random_squares,
-                            sign_change_score, transform)
+from zfviz.features import (correspondence, invariance, layer_features, mask_region, pair_sign_change, part_squares,
+                            random_squares, sign_change_score, transform)
 from zfviz.models import init_kaiming_, zfnet
 
 SIZE = 64
@@ -271,6 +271,53 @@ def test_sign_change_score_equals_a_naive_pair_loop(ignore_zeros):
     g = torch.Generator().manual_seed(4)
     eps = torch.randint(-1, 2, (5, 40), generator=g) * torch.rand(5, 40, generator=g)
     assert sign_change_score(eps, ignore_zeros) == pytest.approx(naive_score(eps, ignore_zeros), abs=1e-12)
+
+
+def naive_pairs(eps, ignore_zeros=False):
+    """Each unordered pair's fraction of differing signs, by a plain double loop (nan: no dimension counted)."""
+    s = torch.sign(eps).tolist()
+    out = []
+    for i in range(len(s)):
+        for j in range(i + 1, len(s)):
+            dims = [d for d in range(len(s[i])) if not ignore_zeros or (s[i][d] != 0 and s[j][d] != 0)]
+            out.append(sum(s[i][d] != s[j][d] for d in dims) / len(dims) if dims else math.nan)
+    return out
+
+
+@pytest.mark.parametrize("ignore_zeros", [False, True])
+def test_pair_sign_change_equals_a_double_loop_and_its_mean_is_the_score(ignore_zeros):
+    g = torch.Generator().manual_seed(7)
+    eps = torch.randint(-1, 2, (6, 50), generator=g) * torch.rand(6, 50, generator=g)
+    eps[5] = 0.0                                         # an image whose mask changed nothing
+    eps[4, :] = eps[4].abs() * (torch.arange(50) < 3)    # one that changed only three dimensions
+    got = pair_sign_change(eps, ignore_zeros)
+    expected = naive_pairs(eps, ignore_zeros)
+    assert got.shape == (15,) and got.dtype == torch.float64
+    assert got.isnan().tolist() == [math.isnan(v) for v in expected]
+    assert got.nan_to_num(-1.0).tolist() == pytest.approx([-1.0 if math.isnan(v) else v for v in expected], abs=1e-12)
+    assert sign_change_score(eps, ignore_zeros) == pytest.approx(got[~got.isnan()].mean().item(), abs=1e-15)
+
+
+def test_pair_sign_change_by_hand_and_pair_order():
+    eps = torch.tensor([[1.0, -2.0, 0.0, 0.0],    # signs a = + - 0 0
+                        [3.0, 0.0, 0.0, -1.0],    #       b = + 0 0 -
+                        [-1.0, -1.0, 0.0, 2.0]])  #       c = - - 0 +
+    # pairs (a, b), (a, c), (b, c), as torch.triu_indices orders them
+    assert pair_sign_change(eps).tolist() == pytest.approx([2 / 4, 2 / 4, 3 / 4])
+    assert pair_sign_change(eps, ignore_zeros=True).tolist() == pytest.approx([0 / 1, 1 / 2, 2 / 2])
+
+
+def test_bad_eps_for_pairs_say_what_is_allowed():
+    with pytest.raises(ValueError, match="N >= 2"):
+        pair_sign_change(torch.ones(1, 5))
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        pair_sign_change([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(TypeError, match="True or False"):
+        pair_sign_change(torch.ones(2, 5), ignore_zeros="yes")
+    with pytest.raises(TypeError, match="real-valued"):
+        pair_sign_change(torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="finite"):
+        pair_sign_change(torch.tensor([[math.inf, 1.0], [1.0, 1.0]]))
 
 
 def test_bad_eps_say_what_is_allowed():
@@ -607,3 +654,19 @@ def test_projection_legibility_smoothness_tells_strokes_from_speckle():
     assert leg.smoothness[1].item() == pytest.approx(
         neighbour_correlation(speckle[None, :, 4:28, 4:28])[0].item(), abs=1e-5)
     assert torch.isnan(projection_legibility(torch.zeros(1, 3, s, s), images[:1], masks[:1], [(0, 0, s, s)]).smoothness).all()
+
+
+def test_chance_purity_against_every_draw():
+    from zfviz.features import chance_purity
+    sizes, k = (3, 2, 1, 2), 4
+    labels = [c for c, n in enumerate(sizes) for _ in range(n)]
+    draws = list(itertools.combinations(range(len(labels)), k))      # every draw, counted by brute force
+    largest = [max(sum(labels[i] == c for i in d) for c in range(len(sizes))) for d in draws]
+    expected = torch.tensor([largest.count(m) / len(draws) for m in range(k + 1)], dtype=torch.float64)
+    assert torch.allclose(chance_purity(sizes, k), expected, rtol=0, atol=1e-12)
+    assert chance_purity([3, 2, 1], 3).tolist() == pytest.approx([0, 6 / 20, 13 / 20, 1 / 20])   # by hand
+    assert chance_purity([32] * 10, 9).sum().item() == pytest.approx(1, abs=1e-12)
+    with pytest.raises(ValueError, match=r"k must be an int in 1\.\.6"):
+        chance_purity([3, 2, 1], 7)
+    with pytest.raises(ValueError, match="class_sizes must be"):
+        chance_purity([3, -1], 1)

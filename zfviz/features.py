@@ -18,8 +18,9 @@ Euclidean distance of the layer features to those of the untransformed image, an
 **Correspondence** (§4.3). Mask the same part of several images of one class; for image i and
 layer l, eps_i = x_i - x~_i (features of the original minus features of the masked image); the
 score is the mean over pairs i != j of the fraction of dimensions in which sign(eps_i) and
-sign(eps_j) differ (:func:`sign_change_score`). Lower than for randomly placed squares of the same
-size means the network relates the part across images. See :func:`correspondence`.
+sign(eps_j) differ (:func:`sign_change_score`; each pair's fraction: :func:`pair_sign_change`). Lower
+than for randomly placed squares of the same size means the network relates the part across images.
+See :func:`correspondence`.
 
 Pixel regions use the data set's box convention ``(x0, y0, x1, y1)``, end-exclusive (``ClipArt.boxes``).
 """
@@ -37,9 +38,10 @@ from torch import nn
 from .deconv import (_as_int, _check_finite, _check_image_size, _check_images, _check_model, _convs, _device,
                      _stack, _to_model)
 
-__all__ = ["layer_features", "transform", "TRANSFORMS", "invariance", "Invariance", "sign_change_score",
-           "part_squares", "random_squares", "mask_region", "correspondence", "top_norm_share", "dead_filters",
-           "frequency_bands", "shift_variation", "neighbour_correlation", "projection_legibility", "Legibility"]
+__all__ = ["layer_features", "transform", "TRANSFORMS", "invariance", "Invariance", "pair_sign_change", "chance_purity",
+           "sign_change_score", "part_squares", "random_squares", "mask_region", "correspondence", "top_norm_share",
+           "dead_filters", "frequency_bands", "shift_variation", "neighbour_correlation", "projection_legibility",
+           "Legibility"]
 
 TRANSFORMS = ("translate", "scale", "rotate")
 
@@ -344,23 +346,22 @@ def invariance(model: nn.Module, images: torch.Tensor, labels, kind: str, amount
 # §4.3: correspondence
 # ----------------------------------------------------------------------------------------------
 
-def sign_change_score(eps: torch.Tensor, ignore_zeros: bool = False) -> float:
-    """Mean over pairs of images of the fraction of dimensions where the signs of their feature changes differ.
+def pair_sign_change(eps: torch.Tensor, ignore_zeros: bool = False) -> torch.Tensor:
+    """Per pair of images, the fraction of dimensions where the signs of their feature changes differ.
 
-    Explained in the chapter "§4.3 Correspondence" (book/correspondence): the paper's
-    Delta_l = mean_{i != j} H(sign(eps_i), sign(eps_j)), H the normalised Hamming distance.
+    Explained in the chapter "§4.3 Correspondence" (book/correspondence): the terms
+    H(sign(eps_i), sign(eps_j)) of the paper's Delta_l, one per unordered pair, so that a chapter can
+    give the spread over pairs (Table 1's +-) beside the mean. :func:`sign_change_score` is their mean.
 
     Args:
         eps: (N, D), N >= 2: per image, original features minus masked features.
-        ignore_zeros: what a zero change counts as. After a ReLU many dimensions are 0 before and after
-            masking, so eps is exactly 0 there; the paper does not say how it treated them.
-            ``False`` (default): sign takes values -1, 0, +1 and H compares them as they are, so 0 vs 0
-            agrees and 0 vs +-1 differs; H is over all D dimensions. ``True``: for each pair only
-            the dimensions where both changes are non-zero count; a pair with none is left out of the mean.
+        ignore_zeros: what a zero change counts as (see :func:`sign_change_score`). ``False``: sign takes
+            values -1, 0, +1, compared as they are over all D dimensions. ``True``: per pair, only the
+            dimensions where both changes are non-zero count.
     Returns:
-        The mean over the N(N-1)/2 unordered pairs (the same as over ordered pairs i != j, H being
-        symmetric): 0 when all images change the same way, 1 when every sign differs. ``nan`` with
-        ``ignore_zeros=True`` when no pair shares a non-zero dimension.
+        (N(N-1)/2,) float64, the pairs (i, j), i < j, in the order of ``torch.triu_indices(N, N, 1)``:
+        (0, 1), (0, 2), ..., (1, 2), ..., on eps's device. Each in [0, 1]; ``nan`` with ``ignore_zeros=True`` for a pair
+        that shares no non-zero dimension.
     """
     if not isinstance(eps, torch.Tensor) or eps.dim() != 2 or eps.shape[0] < 2 or eps.shape[1] < 1:
         raise ValueError(f"eps must be a tensor (N, D) with N >= 2 images and D >= 1 dimensions; got "
@@ -379,10 +380,32 @@ def sign_change_score(eps: torch.Tensor, ignore_zeros: bool = False) -> float:
         zero = 1 - pos - neg
         same = same + zero @ zero.T                                   # 0 vs 0 agrees
         counted = torch.full_like(same, float(eps.shape[1]))
-    i, j = torch.triu_indices(len(s), len(s), offset=1)
+    i, j = torch.triu_indices(len(s), len(s), offset=1, device=s.device)
     counted, differ = counted[i, j], (counted - same)[i, j]           # (pairs,)
-    keep = counted > 0
-    return float((differ[keep] / counted[keep]).mean()) if keep.any() else float("nan")
+    return torch.where(counted > 0, differ / counted.clamp(min=1), torch.full_like(counted, math.nan))
+
+
+def sign_change_score(eps: torch.Tensor, ignore_zeros: bool = False) -> float:
+    """Mean over pairs of images of the fraction of dimensions where the signs of their feature changes differ.
+
+    Explained in the chapter "§4.3 Correspondence" (book/correspondence): the paper's
+    Delta_l = mean_{i != j} H(sign(eps_i), sign(eps_j)), H the normalised Hamming distance.
+
+    Args:
+        eps: (N, D), N >= 2: per image, original features minus masked features.
+        ignore_zeros: what a zero change counts as. After a ReLU many dimensions are 0 before and after
+            masking, so eps is exactly 0 there; the paper does not say how it treated them.
+            ``False`` (default): sign takes values -1, 0, +1 and H compares them as they are, so 0 vs 0
+            agrees and 0 vs +-1 differs; H is over all D dimensions. ``True``: for each pair only
+            the dimensions where both changes are non-zero count; a pair with none is left out of the mean.
+    Returns:
+        The mean over the N(N-1)/2 unordered pairs (the same as over ordered pairs i != j, H being
+        symmetric) of :func:`pair_sign_change`: 0 when all images change the same way, 1 when every sign
+        differs. ``nan`` with ``ignore_zeros=True`` when no pair shares a non-zero dimension.
+    """
+    pairs = pair_sign_change(eps, ignore_zeros)
+    keep = ~pairs.isnan()
+    return float(pairs[keep].mean()) if keep.any() else float("nan")
 
 
 def _check_boxes(boxes, n: int | None = None, name: str = "boxes") -> torch.Tensor:
@@ -771,3 +794,40 @@ def projection_legibility(projections: torch.Tensor, images: torch.Tensor, masks
         if field.abs().sum() > 0 and min(field.shape[-2:]) >= 2:
             smooth[i] = neighbour_correlation(field[None])[0]
     return Legibility(ratio.float(), corr.float(), smooth.float())
+
+
+# ----------------------------------------------------------------------------------------------
+# The chance level of a feature map's class purity
+# ----------------------------------------------------------------------------------------------
+
+def chance_purity(class_sizes: Sequence[int], k: int) -> torch.Tensor:
+    """How class-pure k images drawn at random are: the chance level of a feature map's top-k purity.
+
+    Explained in the chapter "What each layer sees" (book/visualisation): a map's purity is the largest
+    number of its top k images that share one class; this is what k random images of the data set give.
+
+    Args:
+        class_sizes: the number of images of each class in the data set (ints >= 0).
+        k: images drawn at random, without replacement (1 <= k <= the data set's size).
+    Returns:
+        (k + 1,) float64: entry m is the probability that the largest number of the k images from one class
+        is m. Exact, by counting: the draws whose every class has at most m images are the coefficient of
+        x^k in the product over classes of sum_{j <= m} C(n_c, j) x^j.
+    """
+    sizes = [_as_int(n) for n in class_sizes] if isinstance(class_sizes, (list, tuple, torch.Tensor)) else [None]
+    if not sizes or None in sizes or min(sizes) < 0:
+        raise ValueError(f"class_sizes must be a non-empty list of ints >= 0 (images per class); got {class_sizes!r}")
+    k = _as_int(k)
+    if k is None or not 1 <= k <= sum(sizes):
+        raise ValueError(f"k must be an int in 1..{sum(sizes)} (images drawn from the data set); got {k!r}")
+    at_most = []                                          # number of draws whose largest class count is <= m
+    for m in range(k + 1):
+        poly = [1] + [0] * k                              # integer coefficients of x^0..x^k: exact
+        for n in sizes:
+            term = [math.comb(n, j) for j in range(min(m, n) + 1)]
+            poly = [sum(poly[i - j] * t for j, t in enumerate(term) if j <= i) for i in range(k + 1)]
+        at_most.append(poly[k])
+    counts = [at_most[0]] + [at_most[m] - at_most[m - 1] for m in range(1, k + 1)]
+    return torch.tensor([c / math.comb(sum(sizes), k) for c in counts], dtype=torch.float64)
+
+
