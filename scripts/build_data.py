@@ -210,11 +210,15 @@ def write_manifest() -> None:
         "tuxpaint": ("Debian tuxpaint-stamps-default", "GPL-2 (see tuxpaint/COPYING)"),
         "weights": ("trained by python -m zfviz.train (see the .json beside)", "MIT, as this repository"),
     }
+    files = {  # single files whose source differs from their folder's
+        "clipart/parts.json": ("annotated by hand in this repository (points on Debian openclipart-png drawings)",
+                               "MIT, as this repository"),
+    }
     rows = []
     for f in sorted(DATA.rglob("*")):
         if f.is_file() and f.name != "MANIFEST.tsv":
             rel = f.relative_to(DATA).as_posix()
-            src, lic = sources.get(rel.split("/")[0], ("this repository", "MIT"))
+            src, lic = files.get(rel) or sources.get(rel.split("/")[0], ("this repository", "MIT"))
             rows.append(f"{rel}\t{f.stat().st_size}\t{sha256_file(f)}\t{src}\t{lic}")
     header = "# path\tbytes\tsha256\tsource\tlicence\n"
     (DATA / "MANIFEST.tsv").write_text(header + "\n".join(rows) + "\n")

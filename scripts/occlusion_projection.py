@@ -22,7 +22,6 @@ torch version and thread count. About 10 minutes on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -33,7 +32,9 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
+import build_data  # noqa: E402
 from zfviz import data as zdata, deconv, models, occlusion  # noqa: E402
 
 SQUARE, STRIDE = 24, 4          # the occlusion chapter's (its SQUARE and STRIDE)
@@ -89,11 +90,10 @@ def main(argv=None) -> None:
               "square": SQUARE, "stride": STRIDE, "splits": list(SPLITS), "seed": None,
               "torch": torch.__version__, "threads": args.threads, "machine": platform.machine(),
               "wall_time_s": round(time.time() - t0, 1), "images": rows}
-    out = ROOT / "data" / "results" / "occlusion_projection.json"
-    if args.limit is not None:
-        out = out.with_name("occlusion_projection.limit.json")
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {out.relative_to(ROOT)} ({len(rows)} images, {time.time() - t0:.0f} s)")
+    # The shipped record (and the manifest with its sha256); a --limit check run goes outside data/.
+    rel = "results/occlusion_projection.json" if args.limit is None else "/tmp/occlusion_projection.limit.json"
+    out = build_data.ship_json(rel, record)
+    print(f"wrote {out} ({len(rows)} images, {time.time() - t0:.0f} s)")
 
 
 if __name__ == "__main__":
