@@ -186,10 +186,10 @@ def map_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     if a.shape != b.shape or a.numel() < 2:
         raise ValueError(f"a and b must be maps of the same shape with at least 2 cells; got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
-    x, y = a.detach().double().flatten(), b.detach().double().flatten()
-    x, y = x - x.mean(), y - y.mean()
-    denominator = (x.norm() * y.norm()).item()
-    return float((x @ y).item() / denominator) if denominator > 0 else float("nan")
+    pair = torch.stack([a.detach().double().flatten(), b.detach().double().flatten()])
+    if (pair.std(dim=1) == 0).any():                                 # a constant map has no correlation
+        return float("nan")
+    return float(torch.corrcoef(pair)[0, 1])
 
 
 def occlude(image: torch.Tensor, position: tuple[int, int], size: int, fill: float = 0.0) -> torch.Tensor:
