@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from captum.attr import Occlusion
 
-from zfviz import occlusion, widgets
+from zfviz import _occlusion_runner, occlusion, widgets
 from zfviz.data import ClipArt
 from zfviz.models import load_teaching_zfnet
 
@@ -69,8 +69,8 @@ def whole_copies(model, x, target, size, stride, batch_size=64):
     """The same copies without the patching: batches of whole occluded images through the whole network."""
     ny, nx = occlusion.occlusion_grid(*x.shape[-2:], size, stride)
     model(x[None])                                                        # the unoccluded pass, as the others
-    corners = occlusion._corners(ny, nx, stride, x.device)
-    probs = [model(occlusion._occluded(x, corners[s:s + batch_size], size, 0.0)).softmax(dim=1)[:, target]
+    corners = _occlusion_runner.corners(ny, nx, stride, x.device)
+    probs = [model(_occlusion_runner.occluded(x, corners[s:s + batch_size], size, 0.0)).softmax(dim=1)[:, target]
              for s in range(0, len(corners), batch_size)]
     return torch.cat(probs).view(ny, nx)
 

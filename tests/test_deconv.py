@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from zfviz import deconv
+from zfviz import deconv, layers
 from zfviz.data import Preprocess
 from zfviz.deconv import (backprop, filter_down, guided_backprop, project, receptive_field_box, rectify,
                           top_activations, unpool)
@@ -583,13 +583,13 @@ def test_geometry_agrees_with_pytorch_for_convs_and_pools():
         p = int(torch.randint(0, k // 2 + 1, (1,), generator=g))
         ceil = bool(torch.randint(0, 2, (1,), generator=g))
         m = nn.MaxPool2d(k, s, p, d, ceil_mode=ceil) if ceil or k % 2 else nn.Conv2d(1, 1, k, s, p, d)
-        window, ceil_mode = deconv._geometry(m)
+        window, ceil_mode = layers.geometry(m)
         for n in range(1, 14):
             try:
                 want = m(torch.zeros(1, 1, n, n)).shape[-1]
             except RuntimeError:
                 want = 0
-            assert deconv._out_side(n, window[0], ceil_mode) == want, (m, n)
+            assert layers.out_side(n, window[0], ceil_mode) == want, (m, n)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float64])

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from zfviz import deconv, occlusion
+from zfviz import _occlusion_runner, deconv, occlusion
 from zfviz.models import alexnet_single, init_kaiming_, zfnet
 from zfviz.occlusion import occlusion_map, occlusion_panels
 
@@ -65,7 +65,7 @@ def test_teaching_scale_front_patching_equals_the_naive_loop():
     torch.manual_seed(0)
     model = init_kaiming_(zfnet(10, 0.25, 112)).eval()
     x = image(112, seed=5)
-    run = occlusion._Runner(model, x, 16, 8, 0.0)
+    run = _occlusion_runner.Runner(model, x, 16, 8, 0.0)
     assert [type(s.module).__name__ for s in run.stages][:4] == ["Conv2d", "ReLU", "MaxPool2d", "LocalResponseNorm"]
     got = occlusion_map(model, x, 7, 16, 8)
     want = naive_probs(model, x, 16, 8)[..., 7]
@@ -81,7 +81,7 @@ def test_front_patching_handles_padding_dilation_groups_and_ceil_mode_pools():
                           nn.MaxPool2d(2, ceil_mode=True), nn.Flatten(), nn.Linear(8 * 4 * 2, 5)).eval()
     x = image(41, seed=3, width=53)
     for size, stride in [(3, 1), (9, 4), (20, 7)]:
-        assert occlusion._Runner(model, x, size, stride, 0.3).stages            # the patched path is taken
+        assert _occlusion_runner.Runner(model, x, size, stride, 0.3).stages            # the patched path is taken
         got = occlusion_map(model, x, 2, size, stride, fill=0.3, batch_size=5)
         want = naive_probs(model, x, size, stride, 0.3)[..., 2]
         assert got.shape == ((41 - size) // stride + 1, (53 - size) // stride + 1)
@@ -104,7 +104,7 @@ def test_modules_the_patching_cannot_read_run_whole():
     seen = []
     hooked[2].register_forward_hook(lambda m, i, o: seen.append(o.shape))
     x = image(32, seed=6)
-    runs = {id(model): occlusion._Runner(model, x, 5, 3, 0.0), id(hooked): occlusion._Runner(hooked, x, 5, 3, 0.0)}
+    runs = {id(model): _occlusion_runner.Runner(model, x, 5, 3, 0.0), id(hooked): _occlusion_runner.Runner(hooked, x, 5, 3, 0.0)}
     assert [type(s.module) for s in runs[id(model)].stages] == [nn.Conv2d]      # stops at the in-place LeakyReLU
     assert [type(s.module) for s in runs[id(hooked)].stages] == [nn.Conv2d, nn.ReLU]   # stops at the hooked pool
     for m in (model, hooked):
@@ -259,11 +259,11 @@ def test_panels_need_a_flat_zfviz_net():
 @pytest.mark.parametrize("change, error, match", [
     ({"size": 65}, ValueError, r"size must be an int in 1\.\.64 .*image is 64x64.*got 65"),
     ({"size": 0}, ValueError, r"size must be an int in 1\.\.64"),
-    ({"size": 2.5}, ValueError, r"size must be an int"),
+    ({"size": 2.5}, TypeError, r"size must be an int"),
     ({"stride": 0}, ValueError, r"stride must be an int >= 1.*got 0"),
     ({"target": 10}, ValueError, r"target must be an int in 0\.\.9 \(the model has 10 classes\); got 10"),
     ({"target": -1}, ValueError, r"0\.\.9"),
-    ({"target": True}, ValueError, r"target must be an int"),
+    ({"target": True}, TypeError, r"target must be an int"),
     ({"image": torch.zeros(1, 3, 64, 64)}, ValueError, r"one image \(3, H, W\).*got shape \(1, 3, 64, 64\)"),
     ({"image": torch.zeros(1, 64, 64)}, ValueError, r"\(3, H, W\).*\(1, 64, 64\)"),
     ({"image": torch.zeros(3, 64, 64, dtype=torch.uint8)}, TypeError, r"float tensor.*uint8"),
@@ -385,21 +385,21 @@ NAN, INF = float("nan"), float("inf")
     (lambda m, x: occlusion_panels(m, x, 0, 8, 8, layer=2.0), ValueError, r"layer must be .* got 2\.0"),
     (lambda m, x: occlusion.occlusion_probabilities(m, x * NAN, 8, 8), ValueError, r"image must be finite"),
     (lambda m, x: occlusion.occlusion_probabilities(m, x, 8, 8, fill=INF), ValueError, r"fill must be a finite"),
-    (lambda m, x: occlusion.occlusion_probabilities(m, x, 8, 8, batch_size=True), ValueError,
+    (lambda m, x: occlusion.occlusion_probabilities(m, x, 8, 8, batch_size=True), TypeError,
      r"batch_size must be an int"),
-    (lambda m, x: occlusion.occlusion_probabilities(m, x, 8.0, 8), ValueError, r"size must be an int.*got 8\.0"),
-    (lambda m, x: occlusion.occlusion_probabilities(m, x, 8, 2.5), ValueError, r"stride must be an int.*got 2\.5"),
-    (lambda m, x: occlusion_map(m, x, 1.0, 8, 8), ValueError, r"target must be an int.*got 1\.0"),
+    (lambda m, x: occlusion.occlusion_probabilities(m, x, 8.0, 8), TypeError, r"size must be an int.*got 8\.0"),
+    (lambda m, x: occlusion.occlusion_probabilities(m, x, 8, 2.5), TypeError, r"stride must be an int.*got 2\.5"),
+    (lambda m, x: occlusion_map(m, x, 1.0, 8, 8), TypeError, r"target must be an int.*got 1\.0"),
     (lambda m, x: occlusion.occlude(x, (0, 0), 4, NAN), ValueError, r"fill must be a finite"),
     (lambda m, x: occlusion.occlude(x * NAN, (0, 0), 4), ValueError, r"image must be finite"),
     (lambda m, x: occlusion.occlude(x, (0.0, 0), 4), ValueError, r"position must be .*got \(0\.0, 0\)"),
-    (lambda m, x: occlusion.occlude(x, (0, 0), True), ValueError, r"size must be an int.*got True"),
+    (lambda m, x: occlusion.occlude(x, (0, 0), True), TypeError, r"size must be an int.*got True"),
     (lambda m, x: occlusion.map_extent((3, 3), 0, 4), ValueError, r"size must be an int >= 1.*got 0"),
-    (lambda m, x: occlusion.map_extent((3, 3), 4, 0.5), ValueError, r"stride must be an int >= 1.*got 0\.5"),
+    (lambda m, x: occlusion.map_extent((3, 3), 4, 0.5), TypeError, r"stride must be an int >= 1.*got 0\.5"),
     (lambda m, x: occlusion.map_extent((3,), 4, 2), ValueError, r"shape must be the map's \(ny, nx\).*\(3,\)"),
     (lambda m, x: occlusion.map_extent((0, 3), 4, 2), ValueError, r"shape must be the map's \(ny, nx\)"),
-    (lambda m, x: occlusion.occlusion_grid(64, 64.0, 8, 2), ValueError, r"width must be an int >= 1.*64\.0"),
-    (lambda m, x: occlusion.occlusion_grid(64, 64, 8, False), ValueError, r"stride must be an int >= 1.*False"),
+    (lambda m, x: occlusion.occlusion_grid(64, 64.0, 8, 2), TypeError, r"width must be an int >= 1.*64\.0"),
+    (lambda m, x: occlusion.occlusion_grid(64, 64, 8, False), TypeError, r"stride must be an int >= 1.*False"),
 ], ids=lambda v: None)
 def test_occlusion_bad_inputs_are_refused_naming_the_argument(call, error, match):
     with pytest.raises(error, match=match):

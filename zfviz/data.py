@@ -31,6 +31,8 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
+from ._checks import check_int
+
 __all__ = ["DATA_DIR", "DataIntegrityError", "verify", "sha256_file", "data_path", "load_dataset", "DATASETS",
            "ClipArt", "TuxPaint", "Preprocess", "fashion_mnist", "image_folder", "composite", "ten_crops"]
 
@@ -180,12 +182,6 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def _check_int(name: str, value, lo: int, why: str = "") -> int:
-    if not _is_int(value) or value < lo:
-        raise ValueError(f"{name} must be an int >= {lo}{why}, got {value!r}")
-    return int(value)
-
-
 def _check_folder(name: str, value, allow_none: bool = False) -> Path | None:
     if value is None and allow_none:
         return None
@@ -258,7 +254,7 @@ def composite(sprites: torch.Tensor, backgrounds: torch.Tensor, scale: torch.Ten
         images (N, 3, size, size) in [0, 1] (float64 for float64 sprites, else float32) and masks
         (N, size, size) bool (alpha > 0.5). Bad arguments raise TypeError/ValueError naming them.
     """
-    size = _check_int("size", size, 1, " (the side of the output images in pixels)")
+    size = check_int("size", size, 1, why=" (the side of the output images in pixels)")
     _check_pixels("sprites", sprites, "(N, 4, T, T)")
     if sprites.dim() != 4 or sprites.shape[1] != 4:
         raise ValueError(f"sprites must be RGBA tiles (N, 4, T, T); got shape {tuple(sprites.shape)}")
@@ -365,10 +361,10 @@ class ClipArt(Dataset):
                  data_dir: str | Path | None = None, epoch: int = 0):
         if not isinstance(split, str) or split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-        image_size = _check_int("image_size", image_size, 16)
-        renders = _check_int("renders", renders, 1, " (composites of each drawing)")
-        seed = _check_int("seed", seed, 0)
-        epoch = _check_int("epoch", epoch, 0)
+        image_size = check_int("image_size", image_size, 16)
+        renders = check_int("renders", renders, 1, why=" (composites of each drawing)")
+        seed = check_int("seed", seed, 0)
+        epoch = check_int("epoch", epoch, 0)
         data_dir = _check_folder("data_dir", data_dir, allow_none=True)
         self.split, self.image_size, self.renders, self.seed = split, image_size, renders, seed
         tiles, meta = _read_atlas(self.sprite_file, data_dir)
@@ -395,7 +391,7 @@ class ClipArt(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Render the split: fixed for val/test, new composites for each training epoch (an int >= 0)."""
-        epoch = _check_int("epoch", epoch, 0)
+        epoch = check_int("epoch", epoch, 0)
         self.epoch = epoch
         stream = [self.seed, _SPLIT_IDS[self.split], epoch if self.split in ("train", "all") else 0]
         g = torch.Generator().manual_seed(int(np.random.SeedSequence(stream).generate_state(1)[0]))
@@ -613,7 +609,7 @@ def image_folder(root: str | Path, image_size: int = 224, train: bool = False):
     """
     from torchvision import datasets, transforms
     root = _check_folder("root", root)
-    image_size = _check_int("image_size", image_size, 1)
+    image_size = check_int("image_size", image_size, 1)
     if not isinstance(train, (bool, np.bool_)):
         raise TypeError(f"train must be True or False; got {train!r}")
     if not root.is_dir():

@@ -39,12 +39,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from . import layers
+from ._checks import (as_int, check_channel, check_channels, check_image_size, check_images, check_k, check_layer,
+                      check_model, check_position, check_signal, check_size2)
+
 __all__ = ["feature_map", "project", "backprop", "guided_backprop", "unpool", "rectify", "filter_down",
            "top_activations", "TopActivations", "receptive_field_box", "strongest_projections", "field_crop",
            "deconv_steps"]
 
 # Modules the walk understands; LRN and Identity are the identity on the way down.
-_SUPPORTED = (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.LocalResponseNorm, nn.Identity)
 
 # The one place the three methods differ: what a ReLU does to the signal on the way down.
 # `x` is the ReLU's forward input, so `x > 0` is the forward pass's mask.
@@ -76,8 +79,8 @@ def unpool(signal: torch.Tensor, switches: torch.Tensor, input_size: Sequence[in
         more colliding values in varying order (last-bit differences) unless
         ``torch.use_deterministic_algorithms(True)`` is set.
     """
-    height, width = _check_size2("input_size", input_size)
-    _check_signal(signal)
+    height, width = check_size2("input_size", input_size)
+    check_signal(signal)
     if switches.shape != signal.shape or switches.dtype != torch.int64:
         raise ValueError(f"switches must be int64 indices of signal's shape {tuple(signal.shape)}, as "
                          f"F.max_pool2d(..., return_indices=True) returns them; got {switches.dtype} "
@@ -116,8 +119,8 @@ def filter_down(signal: torch.Tensor, conv: nn.Conv2d, input_size: Sequence[int]
     """
     if not isinstance(conv, nn.Conv2d):
         raise TypeError(f"conv must be the forward nn.Conv2d whose filters are reused, got {type(conv).__name__}")
-    input_size = _check_size2("input_size", input_size)
-    _check_signal(signal)
+    input_size = check_size2("input_size", input_size)
+    check_signal(signal)
     if signal.shape[1] != conv.out_channels:
         raise ValueError(f"signal has {signal.shape[1]} maps but conv has {conv.out_channels} filters: the signal "
                          f"must be the reconstruction at this conv's output")
@@ -146,23 +149,10 @@ class _Step:
     switches: torch.Tensor | None = None    # pools only: argmax locations (N, C, h, w)
 
 
-def _convs(model: nn.Module) -> list[nn.Conv2d]:
-    return [m for m in model.children() if isinstance(m, nn.Conv2d)]
-
-
-def _stack(model: nn.Module, layer: int) -> list[nn.Module]:
-    """Children from the input up to relu{layer}: conv{layer} and the ReLU right after it."""
-    children = list(model.children())
-    end = children.index(_convs(model)[layer - 1]) + 1
-    if end < len(children) and isinstance(children[end], nn.ReLU):
-        end += 1  # the paper's feature map is rectified
-    return children[:end]
-
-
 def _forward(model: nn.Module, images: torch.Tensor, layer: int) -> tuple[torch.Tensor, list[_Step]]:
     """Run images up to layer ``layer``'s rectified map (N, C, H, W), recording every step."""
     steps, x = [], images
-    for m in _stack(model, layer):
+    for m in layers.stack(model, layer):
         if isinstance(m, nn.MaxPool2d):
             # The module's own geometry, but with the switches kept (the paper's "switch variables").
             y, switches = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation,
@@ -207,14 +197,14 @@ def _isolate(fmap: torch.Tensor, channel: int, position) -> torch.Tensor:
 
 @torch.no_grad()
 def _project(model, images, layer, channel, position, relu_rule) -> torch.Tensor:
-    _check_model(model)
-    _check_images(model, images)
-    _check_layer(model, layer)
-    _check_channel(model, layer, channel)
-    _check_image_size(model, images, _stack_named(model, layer), what=f" for layer {layer}")
-    x = _to_model(model, images)
+    check_model(model)
+    check_images(model, images)
+    check_layer(model, layer)
+    check_channel(model, layer, channel)
+    check_image_size(model, images, layers.named_stack(model, layer), what=f" for layer {layer}")
+    x = layers.to_model(model, images)
     fmap, steps = _forward(model, x, layer)                           # (N, C, H, W)
-    position = _check_position(position, fmap.shape[-2:], layer)
+    position = check_position(position, fmap.shape[-2:], layer)
     signal = _isolate(fmap, channel, position)
     return _down(steps, signal, relu_rule).to(images.device)          # (N, 3, H_img, W_img)
 
@@ -226,11 +216,11 @@ def feature_map(model: nn.Module, images: torch.Tensor, layer: int) -> torch.Ten
     Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
     ``images`` (N, 3, H, W), preprocessed as the network expects; returns (N, C, h, w) on the images' device.
     """
-    _check_model(model)
-    _check_images(model, images)
-    _check_layer(model, layer)
-    _check_image_size(model, images, _stack_named(model, layer), what=f" for layer {layer}")
-    fmap, _ = _forward(model, _to_model(model, images), layer)
+    check_model(model)
+    check_images(model, images)
+    check_layer(model, layer)
+    check_image_size(model, images, layers.named_stack(model, layer), what=f" for layer {layer}")
+    fmap, _ = _forward(model, layers.to_model(model, images), layer)
     return fmap.to(images.device)
 
 
@@ -340,26 +330,26 @@ def top_activations(model: nn.Module, dataset, layer: int, k: int = 9, channels:
         :class:`TopActivations` with ``values`` (C, k), ``indices`` (C, k), ``positions`` (C, k, 2),
         sorted high to low; ties go to the lower dataset index. One pass over the data set.
     """
-    _check_model(model)
-    _check_layer(model, layer)
-    channels = _check_channels(model, layer, channels)
-    _check_k(k, len(dataset))
+    check_model(model)
+    check_layer(model, layer)
+    channels = check_channels(model, layer, channels)
+    check_k(k, len(dataset))
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if preprocess is not None and not callable(preprocess):
         raise TypeError(f"preprocess must be an nn.Module or function applied to each batch (e.g. "
                         f"zfviz.data.Preprocess), got {type(preprocess).__name__}")
-    device, best, start = _device(model, None), None, 0
+    device, best, start = layers.model_device(model), None, 0
     # Its own generator: iterating a DataLoader draws a seed, which must not move the caller's RNG.
     for images, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator()):
         images = images.to(device)
         if preprocess is not None:
             images = preprocess(images)
-        _check_images(model, images, "the data set's images" + (" after preprocess" if preprocess else ""))
+        check_images(model, images, "the data set's images" + (" after preprocess" if preprocess else ""))
         if start == 0:
-            _check_image_size(model, images, _stack_named(model, layer), "the data set's images",
+            check_image_size(model, images, layers.named_stack(model, layer), "the data set's images",
                               f" for layer {layer}")
-        fmap, _ = _forward(model, _to_model(model, images), layer)
+        fmap, _ = _forward(model, layers.to_model(model, images), layer)
         batch = _candidates(fmap[:, channels], start)                 # one per image and map
         best = _merge_top(batch if best is None else _cat(best, batch), k)
         start += len(images)
@@ -375,12 +365,12 @@ def strongest_projections(model: nn.Module, images: torch.Tensor, layer: int,
     ``indices`` (C, 1), ``positions`` (C, 1, 2)) and the projections (C, 3, H, W), one per map.
     """
     from torch.utils.data import TensorDataset
-    _check_model(model)
-    _check_images(model, images)
-    _check_layer(model, layer)
+    check_model(model)
+    check_images(model, images)
+    check_layer(model, layer)
     if channels is None:
         raise ValueError("channels must name at least one feature map (a list of ints); got None")
-    channels = _check_channels(model, layer, channels)
+    channels = check_channels(model, layer, channels)
     top = top_activations(model, TensorDataset(images, torch.zeros(len(images))), layer, k=1, channels=channels)
     projections = [project(model, images[i:i + 1], layer, c)[0]
                    for c, i in zip(channels, top.indices[:, 0].tolist())]
@@ -397,29 +387,28 @@ def receptive_field_box(model: nn.Module, layer: int, position: tuple[int, int],
     border, so interior units get the full receptive field of ``zfviz.models.layer_table``
     (e.g. 139 pixels for ZFNet's layer 5) and border units less.
     """
-    _check_model(model)
-    _check_layer(model, layer)
-    size = (image_size, image_size) if _as_int(image_size) is not None else image_size
-    hw = tuple(_as_int(v) for v in size) if isinstance(size, (tuple, list)) else ()
+    check_model(model)
+    check_layer(model, layer)
+    size = (image_size, image_size) if as_int(image_size) is not None else image_size
+    hw = tuple(as_int(v) for v in size) if isinstance(size, (tuple, list)) else ()
     if len(hw) != 2 or None in hw or min(hw) < 1:
         raise ValueError(f"image_size must be an int >= 1 or a pair (H, W) of them (the image's size in pixels); "
                          f"got {image_size!r}")
     height, width = hw
-    _check_image_size(model, torch.empty(0, 0, height, width), _stack_named(model, layer), "image_size",
+    check_image_size(model, torch.empty(0, 0, height, width), layers.named_stack(model, layer), "image_size",
                       f" for layer {layer}")
-    with torch.no_grad():  # the map's size, to check the position
-        probe = torch.zeros(1, _convs(model)[0].in_channels, height, width, device=_device(model, None),
-                            dtype=_model_dtype(model))
-        fmap, _ = _forward(model, probe, layer)
-    position = _check_position(position, fmap.shape[-2:], layer)
+    # The map's size, to check the position: followed through the layers' geometry, no forward pass.
+    *_, map_size, _ = list(layers.walk_sizes(layers.named_stack(model, layer), height, width))[-1]
+    position = check_position(position, map_size, layer)
     if position is None:
         raise ValueError("position must be (y, x) in the layer's map; None has no single receptive field")
     (y0, y1), (x0, x1) = (position[0], position[0] + 1), (position[1], position[1] + 1)
-    for m in reversed(_stack(model, layer)):
-        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
-            k, s, p, d = (_pair(getattr(m, a)) for a in ("kernel_size", "stride", "padding", "dilation"))
-            y0, y1 = y0 * s[0] - p[0], (y1 - 1) * s[0] - p[0] + d[0] * (k[0] - 1) + 1
-            x0, x1 = x0 * s[1] - p[1], (x1 - 1) * s[1] - p[1] + d[1] * (k[1] - 1) + 1
+    for m in reversed(layers.stack(model, layer)):
+        geo = layers.geometry(m)
+        if geo is not None:
+            (ky, sy, py, dy), (kx, sx, px, dx) = geo[0]
+            y0, y1 = y0 * sy - py, (y1 - 1) * sy - py + dy * (ky - 1) + 1
+            x0, x1 = x0 * sx - px, (x1 - 1) * sx - px + dx * (kx - 1) + 1
     if not clip:
         return y0, x0, y1, x1
     return max(y0, 0), max(x0, 0), min(y1, height), min(x1, width)
@@ -459,240 +448,9 @@ def deconv_steps(model: nn.Module, layer: int) -> list[tuple[str, str]]:
     or "skip" (contrast normalisation, not inverted). ZFNet's layers 3 and 4 have no pooling, so no unpooling
     step between them.
     """
-    _check_model(model)
-    _check_layer(model, layer)
+    check_model(model)
+    check_layer(model, layer)
     names = {id(m): n for n, m in model.named_children()}
     ops = {nn.MaxPool2d: "unpool", nn.ReLU: "rectify", nn.Conv2d: "filter"}
     return [(next((op for kind, op in ops.items() if isinstance(m, kind)), "skip"), names[id(m)])
-            for m in reversed(_stack(model, layer))]
-
-
-# ----------------------------------------------------------------------------------------------
-# Validation: fail early, say what is allowed
-# ----------------------------------------------------------------------------------------------
-
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def _device(model: nn.Module, images: torch.Tensor | None) -> torch.device:
-    param = next(model.parameters(), None)
-    if param is not None:
-        return param.device
-    return images.device if images is not None else torch.device("cpu")
-
-
-def _check_model(model: nn.Module) -> None:
-    convs = _convs(model)
-    if not convs:
-        raise ValueError("the model has no Conv2d child; the deconvnet walks flat conv networks "
-                         "(nn.Sequential of Conv2d/ReLU/MaxPool2d/LocalResponseNorm), e.g. zfviz.models.zfnet")
-    for name, m in model.named_modules():
-        if isinstance(m, nn.ReLU) and m.inplace:
-            raise ValueError(f"ReLU {name!r} is in-place; the deconvnet and backprop need each ReLU's input. "
-                             f"Build the model with nn.ReLU() (inplace=False)")
-    for name, m in model.named_children():
-        if m is convs[-1]:
-            break
-        if not isinstance(m, _SUPPORTED):
-            raise ValueError(f"child {name!r} is a {type(m).__name__}; below the last conv the deconvnet "
-                             f"supports only {', '.join(t.__name__ for t in _SUPPORTED)}")
-    _check_padding(model)
-
-
-def _check_padding(model: nn.Module) -> None:
-    for name, m in model.named_children():
-        if isinstance(m, nn.Conv2d) and (m.padding_mode != "zeros" or isinstance(m.padding, str)):
-            raise ValueError(f"conv {name!r} has padding={m.padding!r}, padding_mode={m.padding_mode!r}; "
-                             f"the deconvnet supports numeric zero padding only")
-
-
-def _check_layer(model: nn.Module, layer) -> None:
-    n = len(_convs(model))
-    if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= n:
-        raise ValueError(f"layer must be the paper's conv layer number, an int in 1..{n}; got {layer!r}")
-
-
-def _check_channel(model: nn.Module, layer: int, channel) -> None:
-    c = _convs(model)[layer - 1].out_channels
-    if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < c:
-        raise ValueError(f"channel must be an int in 0..{c - 1} (layer {layer} has {c} feature maps); "
-                         f"got {channel!r}")
-
-
-def _check_channels(model: nn.Module, layer: int, channels) -> list[int]:
-    if channels is None:
-        return list(range(_convs(model)[layer - 1].out_channels))
-    channels = list(channels)
-    if not channels:
-        raise ValueError("channels must name at least one feature map (or be None for all)")
-    for ch in channels:
-        _check_channel(model, layer, ch)
-    return channels
-
-
-def _check_k(k, size: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= size:
-        raise ValueError(f"k must be an int in 1..{size} (the data set has {size} images); got {k!r}")
-
-
-def _check_images(model: nn.Module, images, name: str = "images") -> None:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (N, 3, H, W), got {type(images).__name__}")
-    want = _convs(model)[0].in_channels
-    if images.dim() != 4 or images.shape[1] != want or images.shape[0] == 0:
-        raise ValueError(f"{name} must be a batch (N, {want}, H, W) with N >= 1; got shape {tuple(images.shape)}. "
-                         f"For one image use image.unsqueeze(0)")
-    if not images.is_floating_point():
-        raise TypeError(f"{name} must be a float tensor (preprocessed as the network expects); got {images.dtype}")
-    _check_finite(name, images)
-
-
-def _check_finite(name: str, t: torch.Tensor) -> None:
-    """ValueError when ``t`` holds NaN or inf: one reduction over the tensor, no Python loop."""
-    if not bool(torch.isfinite(t).all()):
-        bad = int((~torch.isfinite(t)).sum())
-        raise ValueError(f"{name} must be finite (no NaN or inf); got {bad} non-finite value(s) of {t.numel()}")
-
-
-def _check_size2(name: str, size) -> tuple[int, int]:
-    """A (H, W) pair of positive ints, for the building blocks of Fig. 1."""
-    if (isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2
-            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in size)):
-        raise ValueError(f"{name} must be (H, W), two positive ints, got {size!r}")
-    return int(size[0]), int(size[1])
-
-
-def _check_signal(signal) -> None:
-    """The reconstruction on its way down: a float (N, C, h, w) tensor. (Not checked for NaN here: the public
-    functions check their images, and a model gone NaN is named by its callers with the layer and unit.)"""
-    if not torch.is_tensor(signal) or signal.dim() != 4 or not signal.is_floating_point():
-        raise ValueError(f"signal must be a float tensor (N, C, h, w), got "
-                         f"{tuple(signal.shape) if torch.is_tensor(signal) else type(signal).__name__}")
-
-
-def _model_dtype(model: nn.Module) -> torch.dtype | None:
-    param = next((p for p in model.parameters() if p.is_floating_point()), None)
-    return param.dtype if param is not None else None
-
-
-def _to_model(model: nn.Module, images: torch.Tensor, name: str = "images") -> torch.Tensor:
-    """``images`` on the model's device and in its float dtype, the one the network computes in.
-
-    A float16/bfloat16 image into a float32 model is exact; a float64 one is rounded to float32 (relative
-    2**-24), finer than the network's own float32 arithmetic. Values beyond the model dtype's range are refused.
-    """
-    dtype = _model_dtype(model)
-    x = images.to(device=_device(model, images), dtype=dtype if dtype is not None else images.dtype)
-    if x.dtype != images.dtype and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} do not fit the model's {x.dtype}: converting from {images.dtype} overflows "
-                         f"(largest {x.dtype} value {torch.finfo(x.dtype).max:.4g}); preprocess them as the "
-                         f"network expects")
-    return x
-
-
-def _geometry(m: nn.Module):
-    """Per axis (kernel, stride, padding, dilation) and ceil_mode of a Conv2d/MaxPool2d, or None."""
-    if isinstance(m, nn.Conv2d) and not isinstance(m.padding, str):
-        return tuple(zip(*(_pair(v) for v in (m.kernel_size, m.stride, m.padding, m.dilation)))), False
-    if isinstance(m, nn.MaxPool2d):
-        geo = (m.kernel_size, m.stride if m.stride is not None else m.kernel_size, m.padding, m.dilation)
-        return tuple(zip(*(_pair(v) for v in geo))), bool(m.ceil_mode)
-    return None
-
-
-def _out_side(n: int, window, ceil: bool) -> int:
-    """Output length along one axis of a conv/pool with ``window`` (k, s, p, d) on ``n`` inputs; 0 if none."""
-    k, s, p, d = window
-    span = n + 2 * p - d * (k - 1) - 1
-    if not ceil:
-        return span // s + 1 if span >= 0 else 0
-    out = -(-span // s) + 1                                           # a ceil-mode window may hang over the end
-    if (out - 1) * s >= n + p:                                        # PyTorch drops one starting past the end
-        out -= 1
-    return max(out, 0)
-
-
-_PASS = (nn.ReLU, nn.LocalResponseNorm, nn.Identity, nn.Dropout, nn.BatchNorm2d)
-
-
-def _walk_sizes(children, height: int, width: int):
-    """Follow (H, W) through ``children``: yields (name, module, (h, w) in, (h, w) out, channels) per conv/pool;
-    stops at the first module whose geometry it does not know. Flatten + Linear yields (name, linear, size, None, c)."""
-    channels, names = None, [n for n, _ in children]
-    modules = [m for _, m in children]
-    for i, m in enumerate(modules):
-        geo = _geometry(m)
-        if geo is not None:
-            windows, ceil = geo
-            out = tuple(_out_side(n, w, ceil) for n, w in zip((height, width), windows))
-            if isinstance(m, nn.Conv2d):
-                channels = m.out_channels
-            yield names[i], m, (height, width), out, channels
-            if 0 in out:
-                return
-            height, width = out
-        elif isinstance(m, nn.Flatten) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.Linear):
-            yield names[i + 1], modules[i + 1], (height, width), None, channels
-            return
-        elif not isinstance(m, _PASS):
-            return
-
-
-def _smallest_side(children) -> int | None:
-    """The smallest square input side every conv/pool of ``children`` has output for (None if > 4096)."""
-    for n in range(1, 4097):
-        if all(out is None or 0 not in out for *_, out, _ in _walk_sizes(children, n, n)):
-            return n
-    return None
-
-
-def _check_image_size(model: nn.Module, images: torch.Tensor, children=None, name: str = "images",
-                      what: str = "") -> None:
-    """ValueError, before any layer runs, when the images are too small for a conv/pool of ``children``
-    (default: all of the model's) or do not give a Linear after Flatten its number of features."""
-    children = list(model.named_children()) if children is None else children
-    height, width = images.shape[-2:]
-    for child, m, size_in, out, channels in _walk_sizes(children, height, width):
-        if out is None:                                               # Flatten then Linear
-            if channels is not None and channels * size_in[0] * size_in[1] != m.in_features:
-                built = getattr(model, "config", {}).get("input_size") if isinstance(
-                    getattr(model, "config", None), dict) else None
-                raise ValueError(f"{name}: {height}x{width} pixels give {channels * size_in[0] * size_in[1]} "
-                                 f"features where {child!r} expects {m.in_features}: use the input size the network "
-                                 f"was built for ({built if built is not None else '?'} pixels)")
-            return
-        if 0 in out:
-            fc = any(isinstance(c, nn.Linear) for _, c in children)
-            built = model.config.get("input_size") if isinstance(getattr(model, "config", None), dict) else None
-            need = (f"its fully connected layers take {built}x{built} pixels, the size it was built for"
-                    if fc and built is not None else
-                    f"the smallest input it accepts is {_smallest_side(children)}x{_smallest_side(children)} pixels")
-            raise ValueError(f"{name}: {height}x{width} pixels is too small{what}: {child!r} ({type(m).__name__}) "
-                             f"gets a {size_in[0]}x{size_in[1]} map and has no output; {need}")
-
-
-def _stack_named(model: nn.Module, layer: int):
-    """(name, module) pairs of :func:`_stack`."""
-    return list(model.named_children())[:len(_stack(model, layer))]
-
-
-def _as_int(v):
-    """An int from a Python/NumPy integer or a one-element integer tensor (e.g. from TopActivations.positions)."""
-    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_floating_point() and v.dtype != torch.bool:
-        return int(v)
-    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
-        return int(v)
-    return None
-
-
-def _check_position(position, size, layer: int) -> tuple[int, int] | None:
-    """``position`` as a (y, x) tuple of ints inside the layer's map, or None."""
-    if position is None:
-        return None
-    height, width = size
-    yx = tuple(_as_int(v) for v in position) if isinstance(position, (tuple, list, torch.Tensor)) else ()
-    if len(yx) != 2 or None in yx or not (0 <= yx[0] < height and 0 <= yx[1] < width):
-        raise ValueError(f"position must be (y, x) with 0 <= y < {height} and 0 <= x < {width} "
-                         f"(layer {layer}'s map is {height}x{width}); got {position!r}")
-    return yx
+            for m in reversed(layers.stack(model, layer))]

@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .deconv import (_as_int, _check_finite, _check_image_size, _check_images, _check_model, _convs, _device,
-                     _stack, _to_model)
+from .layers import convs, stack, to_model
+from ._checks import as_int, check_finite, check_image_size, check_images, check_model
 
 __all__ = ["layer_features", "transform", "TRANSFORMS", "invariance", "Invariance", "pair_sign_change", "chance_purity",
            "sign_change_score", "part_squares", "random_squares", "mask_region", "correspondence", "top_norm_share",
@@ -53,7 +53,7 @@ TRANSFORMS = ("translate", "scale", "rotate")
 def _layer_ends(model: nn.Module) -> list[int]:
     """For the paper's layer k, ``ends[k - 1]``: how many children compute it (up to and with its ReLU)."""
     children = list(model.children())
-    ends = [len(_stack(model, k)) for k in range(1, len(_convs(model)) + 1)]   # as zfviz.deconv defines 1-5
+    ends = [len(stack(model, k)) for k in range(1, len(convs(model)) + 1)]   # as zfviz.deconv defines 1-5
     # Fully connected layers with features: each Linear followed by a ReLU (fc6, fc7; fc8 gives the logits).
     ends += [i + 2 for i, m in enumerate(children[:-1])
              if isinstance(m, nn.Linear) and isinstance(children[i + 1], nn.ReLU)]
@@ -115,12 +115,12 @@ def _walk(model: nn.Module, x: torch.Tensor, layers: list[int], logits: bool):
 def _run(model: nn.Module, images: torch.Tensor, layers: list[int], logits: bool, batch_size: int):
     """:func:`_walk` over batches, on the model's device; results on the images' device."""
     children, ends = list(model.named_children()), _layer_ends(model)
-    _check_image_size(model, images, children if logits else children[:max(ends[k - 1] for k in layers)],
+    check_image_size(model, images, children if logits else children[:max(ends[k - 1] for k in layers)],
                       what=f" for layer {max(layers)}" if not logits else "")
     feats, outs = {k: [] for k in layers}, []
     with _eval_mode(model):
         for batch in images.split(batch_size):
-            f, out = _walk(model, _to_model(model, batch), layers, logits)
+            f, out = _walk(model, to_model(model, batch), layers, logits)
             for k in layers:
                 feats[k].append(f[k].to(images.device))
             if logits:
@@ -149,8 +149,8 @@ def layer_features(model: nn.Module, images: torch.Tensor, layers: int | Sequenc
         ``feature_map(...).flatten(1)``), or 4096 for layers 6-7; for a list, ``{layer: (N, D_layer)}``.
         On the images' device, without gradient.
     """
-    _check_model(model)
-    _check_images(model, images)
+    check_model(model)
+    check_images(model, images)
     single = isinstance(layers, numbers.Integral) and not isinstance(layers, bool)
     listed = _check_layers(model, layers)
     _check_batch_size(batch_size)
@@ -175,7 +175,7 @@ def _check_fill(fill, images: torch.Tensor) -> torch.Tensor:
         except RuntimeError:
             pass
         else:
-            _check_finite("fill", fill)
+            check_finite("fill", fill)
             return fill.to(images)
     shape = tuple(images.shape)
     raise ValueError(f"fill must be a number or a float tensor that broadcasts to the images {shape}, e.g. "
@@ -249,7 +249,7 @@ def transform(images: torch.Tensor, kind: str, amount: float, fill: float | torc
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
         raise ValueError(f"images must be a float tensor (N, C, H, W); got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
-    _check_finite("images", images)
+    check_finite("images", images)
     if kind not in TRANSFORMS:
         raise ValueError(f"unknown transformation kind {kind!r}; choose one of {TRANSFORMS}")
     amount = _check_amount(kind, amount, images.shape[-2])
@@ -313,8 +313,8 @@ def invariance(model: nn.Module, images: torch.Tensor, labels, kind: str, amount
         :class:`Invariance`. Distances are raw Euclidean, as in the paper; ``norm`` gives the scale.
         The untransformed image is the reference whether or not ``amounts`` contains the identity.
     """
-    _check_model(model)
-    _check_images(model, images)
+    check_model(model)
+    check_images(model, images)
     layers = _check_layers(model, layers)
     _check_batch_size(batch_size)
     if kind not in TRANSFORMS:
@@ -331,8 +331,8 @@ def invariance(model: nn.Module, images: torch.Tensor, labels, kind: str, amount
     prep = preprocess if preprocess is not None else nn.Identity()
     n = len(images)
     # The reference first, then every amount: one stack (1 + A) * N, run in batches.
-    stack = torch.cat([images] + [transform(images, kind, a, fill) for a in amounts])
-    feats, logits = _run(model, prep(stack), layers, logits=True, batch_size=batch_size)
+    copies = torch.cat([images] + [transform(images, kind, a, fill) for a in amounts])
+    feats, logits = _run(model, prep(copies), layers, logits=True, batch_size=batch_size)
     labels = _check_labels(labels, n, logits.shape[1]).to(logits.device)
     ref = {k: f[:n] for k, f in feats.items()}
     distance = {k: (f[n:].view(len(amounts), n, -1) - ref[k]).norm(dim=2) for k, f in feats.items()}
@@ -370,7 +370,7 @@ def pair_sign_change(eps: torch.Tensor, ignore_zeros: bool = False) -> torch.Ten
         raise TypeError(f"ignore_zeros must be True or False, got {ignore_zeros!r}")
     if eps.dtype == torch.bool or eps.is_complex():
         raise TypeError(f"eps must be a real-valued tensor (feature changes), got {eps.dtype}")
-    _check_finite("eps", eps)
+    check_finite("eps", eps)
     s = torch.sign(eps).double()
     pos, neg = (s > 0).double(), (s < 0).double()                     # (N, D) one-hot codes of the sign
     same = pos @ pos.T + neg @ neg.T                                  # (N, N) dims with the same non-zero sign
@@ -488,7 +488,7 @@ def mask_region(images: torch.Tensor, regions, fill: float | torch.Tensor = 0.0)
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
         raise ValueError(f"images must be a float tensor (N, C, H, W); got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
-    _check_finite("images", images)
+    check_finite("images", images)
     n, _, height, width = images.shape
     regions = torch.as_tensor(regions)
     if regions.dtype == torch.bool:
@@ -525,8 +525,8 @@ def correspondence(model: nn.Module, images: torch.Tensor, parts: dict, layers: 
         ``{name: {layer: Delta}}`` with Delta = ``sign_change_score(eps)``, eps (N, D) the layer's features
         of the original images minus those of the masked ones (layer 5: relu5's map, before pooling).
     """
-    _check_model(model)
-    _check_images(model, images)
+    check_model(model)
+    check_images(model, images)
     layers = _check_layers(model, layers)
     _check_batch_size(batch_size)
     if len(images) < 2:
@@ -560,7 +560,7 @@ def top_norm_share(weight: torch.Tensor, k: int) -> float:
         raise TypeError(f"weight must be a float tensor (a conv layer's weight), got {weight.dtype}")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(weight):
         raise ValueError(f"k must be an int in [1, {len(weight)}] (the number of filters), got {k!r}")
-    _check_finite("weight", weight)
+    check_finite("weight", weight)
     norms = weight.detach().float().flatten(1).norm(dim=1)
     if not norms.sum() > 0:
         raise ValueError("weight must have a filter that is not all zero: the share of a total norm of 0 is undefined")
@@ -592,13 +592,13 @@ def dead_filters(conv: nn.Conv2d, images: torch.Tensor, threshold: float = 0.01)
         raise ValueError(f"images must hold at least one image (N >= 1); got shape {tuple(images.shape)}")
     if not images.is_floating_point():
         raise TypeError(f"images must be a float tensor (preprocessed as the network's input); got {images.dtype}")
-    _check_finite("images", images)
+    check_finite("images", images)
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
         raise TypeError(f"threshold must be a number in (0, 1), got {threshold!r}")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-    _check_image_size(conv, images, [("conv", conv)])
-    x = _to_model(conv, images)
+    check_image_size(conv, images, [("conv", conv)])
+    x = to_model(conv, images)
     response = torch.zeros(conv.out_channels, device=x.device, dtype=x.dtype)
     for s in range(0, len(x), 64):
         response += F.relu(conv(x[s:s + 64])).mean(dim=(2, 3)).sum(0)
@@ -620,7 +620,7 @@ def neighbour_correlation(weight: torch.Tensor) -> torch.Tensor:
                          f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
     if not weight.is_floating_point():
         raise TypeError(f"weight must be a float tensor (conv filters), got {weight.dtype}")
-    _check_finite("weight", weight)
+    check_finite("weight", weight)
     w = weight.detach().double()
     w = w - w.mean(dim=(2, 3), keepdim=True)
 
@@ -653,7 +653,7 @@ def frequency_bands(weight: torch.Tensor, edges: Sequence[float] = (1 / 6, 1 / 3
                          f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
     if not weight.is_floating_point():
         raise TypeError(f"weight must be a float tensor (conv filters), got {weight.dtype}")
-    _check_finite("weight", weight)
+    check_finite("weight", weight)
     if isinstance(edges, (str, bytes)) or not hasattr(edges, "__iter__") or any(
             isinstance(e, bool) or not isinstance(e, (numbers.Real, torch.Tensor)) for e in edges):
         raise ValueError(f"edges must be increasing numbers in (0, 0.5] cycles per pixel; got {edges!r}")
@@ -692,15 +692,15 @@ def shift_variation(model: nn.Module, images: torch.Tensor, layer: int, size: in
         (len(shifts), N): 1 - cos(pooled features at shift d, pooled features at shift 0).
     """
     from .deconv import feature_map
-    _check_model(model)
+    check_model(model)
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (N, 3, H, W); got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
     if not images.is_floating_point():
         raise TypeError(f"images must be a float tensor (pixels in [0, 1] or preprocessed); got {images.dtype}")
-    _check_finite("images", images)
+    check_finite("images", images)
     listed = list(shifts) if hasattr(shifts, "__iter__") and not isinstance(shifts, (str, bytes)) else None
-    ints = None if listed is None else [_as_int(d) for d in listed]
+    ints = None if listed is None else [as_int(d) for d in listed]
     if not ints or None in ints or min(ints) < 0:
         raise ValueError(f"shifts must be pixel offsets, ints >= 0 (whole pixels), at least one; got {shifts!r}")
     shifts = ints
@@ -777,7 +777,7 @@ def projection_legibility(projections: torch.Tensor, images: torch.Tensor, masks
     boxes = [tuple(int(v) for v in b) for b in boxes]
     if len(boxes) != n or any(len(b) != 4 or not (0 <= b[0] < b[2] <= h and 0 <= b[1] < b[3] <= w) for b in boxes):
         raise ValueError(f"boxes must be {n} boxes (y0, x0, y1, x1) inside the {h}x{w} image; got {boxes!r}")
-    _check_finite("projections", projections)
+    check_finite("projections", projections)
     energy = projections.detach().double().abs().sum(1)                      # (N, H, W)
     edges = _edge_strength(images.detach().double())
     ratio, corr = torch.full((n,), math.nan, dtype=torch.float64), torch.full((n,), math.nan, dtype=torch.float64)
@@ -814,10 +814,10 @@ def chance_purity(class_sizes: Sequence[int], k: int) -> torch.Tensor:
         is m. Exact, by counting: the draws whose every class has at most m images are the coefficient of
         x^k in the product over classes of sum_{j <= m} C(n_c, j) x^j.
     """
-    sizes = [_as_int(n) for n in class_sizes] if isinstance(class_sizes, (list, tuple, torch.Tensor)) else [None]
+    sizes = [as_int(n) for n in class_sizes] if isinstance(class_sizes, (list, tuple, torch.Tensor)) else [None]
     if not sizes or None in sizes or min(sizes) < 0:
         raise ValueError(f"class_sizes must be a non-empty list of ints >= 0 (images per class); got {class_sizes!r}")
-    k = _as_int(k)
+    k = as_int(k)
     if k is None or not 1 <= k <= sum(sizes):
         raise ValueError(f"k must be an int in 1..{sum(sizes)} (images drawn from the data set); got {k!r}")
     at_most = []                                          # number of draws whose largest class count is <= m

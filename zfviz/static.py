@@ -18,7 +18,6 @@ import html
 import io
 import json
 import math
-import numbers
 import re
 from collections.abc import Iterable, Sequence
 
@@ -28,6 +27,7 @@ from PIL import Image
 from torch import nn
 
 from . import occlusion
+from ._checks import check_int, check_real, show
 from .widgets import deconv_view
 
 __all__ = ["StaticExplorer", "static_deconv_explorer", "static_occlusion_explorer", "picture_uri", "decode_uri"]
@@ -43,32 +43,6 @@ _SLACK = 0.05
 # Validation: fail early, name the argument, say what is allowed
 # ----------------------------------------------------------------------------------------------
 
-def _show(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _as_int(value):
-    """An int from a Python/NumPy integer or a one-element integer tensor; None for anything else, bools included."""
-    if torch.is_tensor(value):
-        if value.numel() == 1 and not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
-            return int(value)
-        return None
-    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
-        return int(value)
-    return None
-
-
-def _check_int(name: str, value, lo: int, hi: int | None = None, why: str = "") -> int:
-    v = _as_int(value)
-    allowed = f"an int in {lo}..{hi}" if hi is not None else f"an int >= {lo}"
-    if v is None:
-        raise TypeError(f"{name} must be {allowed}{why}; got {_show(value)} ({type(value).__name__})")
-    if v < lo or (hi is not None and v > hi):
-        raise ValueError(f"{name} must be {allowed}{why}; got {v}")
-    return v
-
-
 def _check_ints(name: str, values, lo: int, hi: int | None = None, why: str = "") -> list[int]:
     """A list of ints from a list, tuple, range, 1-D tensor or array of integers (NumPy and tensor ints too)."""
     if isinstance(values, (torch.Tensor, np.ndarray)):
@@ -77,8 +51,8 @@ def _check_ints(name: str, values, lo: int, hi: int | None = None, why: str = ""
                              f"{tuple(values.shape)}")
         values = values.tolist()
     elif isinstance(values, (str, bytes, dict, set, frozenset)) or not isinstance(values, Iterable):
-        raise TypeError(f"{name} must be a list of ints{why}; got {_show(values)} ({type(values).__name__})")
-    return [_check_int(f"{name}[{k}]", v, lo, hi, why) for k, v in enumerate(values)]
+        raise TypeError(f"{name} must be a list of ints{why}; got {show(values)} ({type(values).__name__})")
+    return [check_int(f"{name}[{k}]", v, lo, hi, why) for k, v in enumerate(values)]
 
 
 def _check_distinct(name: str, values: list) -> None:
@@ -87,19 +61,8 @@ def _check_distinct(name: str, values: list) -> None:
         raise ValueError(f"{name} must not repeat a value (each is one menu entry); {repeated} given more than once")
 
 
-def _check_real(name: str, value, why: str = "") -> float:
-    if torch.is_tensor(value) and value.numel() == 1 and value.dtype != torch.bool and not value.is_complex():
-        value = value.item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a finite real number{why}; got {_show(value)} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number{why}; got {value}")
-    return value
-
-
 def _check_quality(quality) -> int:
-    return _check_int("quality", quality, 1, 100, " (JPEG quality: 1 worst, 100 best; 90 is the default)")
+    return check_int("quality", quality, 1, 100, " (JPEG quality: 1 worst, 100 best; 90 is the default)")
 
 
 def _check_pixels(name: str, pictures: torch.Tensor) -> None:
@@ -123,12 +86,12 @@ def _check_pixels(name: str, pictures: torch.Tensor) -> None:
 def _check_preprocess(preprocess) -> None:
     if preprocess is not None and not callable(preprocess):
         raise TypeError(f"preprocess must be callable (e.g. zfviz.data.Preprocess) or None; "
-                        f"got {_show(preprocess)} ({type(preprocess).__name__})")
+                        f"got {show(preprocess)} ({type(preprocess).__name__})")
 
 
 def _check_model(model) -> None:
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {_show(model)} ({type(model).__name__})")
+        raise TypeError(f"model must be a torch.nn.Module; got {show(model)} ({type(model).__name__})")
 
 
 def _check_classes(classes) -> list[str] | None:
@@ -137,10 +100,10 @@ def _check_classes(classes) -> list[str] | None:
         return None
     if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
         raise TypeError(f"classes must be a list of class names (str), one per class, or None; "
-                        f"got {_show(classes)} ({type(classes).__name__})")
+                        f"got {show(classes)} ({type(classes).__name__})")
     for k, c in enumerate(classes):
         if not isinstance(c, str):
-            raise TypeError(f"classes[{k}] must be a str (a class name); got {_show(c)} ({type(c).__name__})")
+            raise TypeError(f"classes[{k}] must be a str (a class name); got {show(c)} ({type(c).__name__})")
     return [str(c) for c in classes]
 
 
@@ -152,13 +115,13 @@ def picture_uri(picture: torch.Tensor, fmt: str = "PNG", quality: int = 90) -> s
     else raises ValueError), H, W >= 1; ``fmt`` 'PNG' or 'JPEG'; ``quality`` (JPEG only) an int in 1..100.
     """
     if not torch.is_tensor(picture):
-        raise TypeError(f"picture must be a (3, H, W) tensor in [0, 1], got {_show(picture)} "
+        raise TypeError(f"picture must be a (3, H, W) tensor in [0, 1], got {show(picture)} "
                         f"({type(picture).__name__})")
     if picture.dim() != 3 or picture.shape[0] != 3 or picture.shape[1] < 1 or picture.shape[2] < 1:
         raise ValueError(f"picture must be a (3, H, W) tensor in [0, 1] with H, W >= 1, got {tuple(picture.shape)}")
     _check_pixels("picture", picture)
     if not isinstance(fmt, str):
-        raise TypeError(f"fmt must be 'PNG' or 'JPEG', got {_show(fmt)} ({type(fmt).__name__})")
+        raise TypeError(f"fmt must be 'PNG' or 'JPEG', got {show(fmt)} ({type(fmt).__name__})")
     if fmt not in ("PNG", "JPEG"):
         raise ValueError(f"fmt must be 'PNG' or 'JPEG', got {fmt!r}")
     quality = _check_quality(quality)
@@ -177,25 +140,25 @@ def decode_uri(uri: str) -> torch.Tensor:
     ``uri`` must be ``data:image/png;base64,...`` or ``data:image/jpeg;base64,...`` holding a picture of that
     format; anything else raises ValueError (TypeError for a non-str)."""
     if not isinstance(uri, str):
-        raise TypeError(f"uri must be a str, a data: URI as picture_uri writes; got {_show(uri)} "
+        raise TypeError(f"uri must be a str, a data: URI as picture_uri writes; got {show(uri)} "
                         f"({type(uri).__name__})")
     found = _URI.fullmatch(uri)
     if not found:
         raise ValueError(f"uri must be 'data:image/png;base64,...' or 'data:image/jpeg;base64,...' (standard "
-                         f"base64, nothing after it), as picture_uri writes; got {_show(uri)}")
+                         f"base64, nothing after it), as picture_uri writes; got {show(uri)}")
     kind, payload = found.groups()
     try:
         data = base64.b64decode(payload, validate=True)
     except binascii.Error as error:
-        raise ValueError(f"uri's base64 is damaged ({error}); got {_show(uri)}") from None
+        raise ValueError(f"uri's base64 is damaged ({error}); got {show(uri)}") from None
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             if img.format != kind.upper():
-                raise ValueError(f"uri says image/{kind} but holds a {img.format} picture; got {_show(uri)}")
+                raise ValueError(f"uri says image/{kind} but holds a {img.format} picture; got {show(uri)}")
             pixels = np.array(img.convert("RGB"))
     except (OSError, SyntaxError, Image.DecompressionBombError) as error:   # PIL's "cannot identify", truncated
-        raise ValueError(f"uri does not hold a readable {kind.upper()} picture ({error}); got {_show(uri)}") from None
+        raise ValueError(f"uri does not hold a readable {kind.upper()} picture ({error}); got {show(uri)}") from None
     return torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
 
 
@@ -226,9 +189,9 @@ def _check_name(name) -> str:
     allowed = ("a short lower-case id like 'deconv-1' (a letter, then up to 40 letters, digits or '-'; it names the "
                "HTML elements, so each explorer on a page needs its own)")
     if not isinstance(name, str):
-        raise TypeError(f"name must be {allowed}, got {_show(name)} ({type(name).__name__})")
+        raise TypeError(f"name must be {allowed}, got {show(name)} ({type(name).__name__})")
     if not _NAME.fullmatch(name):
-        raise ValueError(f"name must be {allowed}, got {_show(name)}")
+        raise ValueError(f"name must be {allowed}, got {show(name)}")
     return name
 
 
@@ -300,7 +263,7 @@ def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, chann
     _check_preprocess(preprocess)
     if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
         raise TypeError(f"dataset must be indexable and have a length, yielding (image, label) pairs (e.g. "
-                        f"zfviz.data.ClipArt('val')); got {_show(dataset)} ({type(dataset).__name__})")
+                        f"zfviz.data.ClipArt('val')); got {show(dataset)} ({type(dataset).__name__})")
     n_images = len(dataset)
     if n_images == 0:
         raise ValueError("dataset is empty; the explorer needs at least one image")
@@ -309,13 +272,13 @@ def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, chann
         raise ValueError("indices must name at least one image")
     _check_distinct("indices", indices)
     if not isinstance(channels, dict):
-        raise TypeError(f"channels must be a dict {{layer: [feature maps]}}, got {_show(channels)} "
+        raise TypeError(f"channels must be a dict {{layer: [feature maps]}}, got {show(channels)} "
                         f"({type(channels).__name__})")
     if not channels:
         raise ValueError("channels must be a dict {layer: [feature maps]} naming at least one layer, got {}")
     layers = {}
     for key, maps in channels.items():
-        layer = _check_int(f"channels key {_show(key)}", key, 1, why=" (a conv layer number)")
+        layer = check_int(f"channels key {show(key)}", key, 1, why=" (a conv layer number)")
         layers[layer] = _check_ints(f"channels[{layer}]", maps, 0, why=" (feature maps of that layer)")
         if not layers[layer]:
             raise ValueError(f"channels[{layer}] is empty; give at least one feature map per layer")
@@ -325,7 +288,7 @@ def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, chann
     for index in indices:            # the images and labels, before any view is computed
         item = dataset[index]
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
-            raise TypeError(f"dataset[{index}] must be an (image, label) pair; got {_show(item)}")
+            raise TypeError(f"dataset[{index}] must be an (image, label) pair; got {show(item)}")
         image, label = item
         where = f"dataset[{index}]'s image"
         if not torch.is_tensor(image) or image.dim() != 3 or image.shape[0] != 3 or min(image.shape[1:]) < 1:
@@ -333,10 +296,10 @@ def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, chann
                              f"{tuple(image.shape) if torch.is_tensor(image) else type(image).__name__}")
         _check_pixels(where, image)
         if classes is not None:
-            _check_int(f"dataset[{index}]'s label", label, 0, len(classes) - 1,
+            check_int(f"dataset[{index}]'s label", label, 0, len(classes) - 1,
                        f" (an index into classes, which names {len(classes)})")
         else:
-            _check_int(f"dataset[{index}]'s label", label, 0, why=" (a class index)")
+            check_int(f"dataset[{index}]'s label", label, 0, why=" (a class index)")
     views = {"images": {}}
     data = {"layers": {str(layer): maps for layer, maps in layers.items()}, "images": [], "views": {}}
     for index in indices:
@@ -442,7 +405,7 @@ def static_occlusion_explorer(model: nn.Module, images: torch.Tensor, targets, s
     name = _check_name(name)
     _check_model(model)
     if not torch.is_tensor(images):
-        raise TypeError(f"images must be a (N, 3, H, W) tensor in [0, 1], got {_show(images)} "
+        raise TypeError(f"images must be a (N, 3, H, W) tensor in [0, 1], got {show(images)} "
                         f"({type(images).__name__})")
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}"
@@ -454,9 +417,9 @@ def static_occlusion_explorer(model: nn.Module, images: torch.Tensor, targets, s
     if len(targets) != len(images):
         raise ValueError(f"targets must give one class per image: {len(images)} images, {len(targets)} targets")
     height, width = (int(s) for s in images.shape[-2:])
-    size = _check_int("size", size, 1, min(height, width), f" (the square's side; the images are {height}x{width})")
-    stride = _check_int("stride", stride, 1, why=" (pixels between neighbouring positions of the square)")
-    fill = _check_real("fill", fill, " (the square's value in the model's input space, every channel)")
+    size = check_int("size", size, 1, min(height, width), f" (the square's side; the images are {height}x{width})")
+    stride = check_int("stride", stride, 1, why=" (pixels between neighbouring positions of the square)")
+    fill = check_real("fill", fill, " (the square's value in the model's input space, every channel)")
     _check_preprocess(preprocess)
     classes = _check_classes(classes)
     with torch.no_grad():

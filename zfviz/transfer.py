@@ -32,16 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import to_model
+from ._checks import check_finite, check_int
+
 __all__ = ["few_shot_split", "probe_features", "fit_linear", "per_class_accuracy", "linear_probe",
            "train_from_scratch", "efficientnet_features", "CLASSIFIERS"]
 
 CLASSIFIERS = ("svm", "softmax")
-
-
-def _check_int(name: str, value, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 def few_shot_split(stamp_labels, per_class: int, test_per_class: int, seed: int = 0):
@@ -63,9 +60,9 @@ def few_shot_split(stamp_labels, per_class: int, test_per_class: int, seed: int 
     labels = torch.as_tensor(stamp_labels)
     if labels.dim() != 1 or labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         raise ValueError(f"stamp_labels must be a 1-D int tensor, got {labels.dtype} {tuple(labels.shape)}")
-    per_class = _check_int("per_class", per_class)
-    test_per_class = _check_int("test_per_class", test_per_class)
-    g = torch.Generator().manual_seed(_check_int("seed", seed, 0))
+    per_class = check_int("per_class", per_class, 1)
+    test_per_class = check_int("test_per_class", test_per_class, 1)
+    g = torch.Generator().manual_seed(check_int("seed", seed, 0))
     train, test = [], []
     for c in torch.unique(labels).tolist():
         members = torch.nonzero(labels == c).flatten()
@@ -97,7 +94,7 @@ def probe_features(model: nn.Module, images: torch.Tensor, layers: int | Sequenc
     """
     from .features import layer_features
     if grid is not None:
-        _check_int("grid", grid)
+        check_int("grid", grid, 1)
     single = isinstance(layers, numbers.Integral) and not isinstance(layers, bool)
     feats = layer_features(model, images, layers, batch_size=batch_size)   # checks model, images and layers
     feats = {layers: feats} if single else feats
@@ -191,7 +188,7 @@ def per_class_accuracy(predicted, labels, num_classes: int | None = None) -> flo
         if not np.issubdtype(v.dtype, np.integer):
             raise ValueError(f"{name} must be integer class numbers, got {v.dtype}")
     if num_classes is not None:
-        num_classes = _check_int("num_classes", num_classes)
+        num_classes = check_int("num_classes", num_classes, 1)
         if y.min() < 0 or y.max() >= num_classes:
             raise ValueError(f"labels must be in 0..{num_classes - 1} (num_classes={num_classes}); got "
                              f"{int(y.min())}..{int(y.max())}")
@@ -269,8 +266,8 @@ def train_from_scratch(dataset, train_stamps, steps: int = 200, batch_size: int 
     from .data import Preprocess
     from .models import init_kaiming_, zfnet
     from .train import train_step
-    steps, batch_size = _check_int("steps", steps), _check_int("batch_size", batch_size)
-    seed = _check_int("seed", seed, 0)
+    steps, batch_size = check_int("steps", steps, 1), check_int("batch_size", batch_size, 1)
+    seed = check_int("seed", seed, 0)
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
         raise ValueError(f"lr must be a finite number > 0 (the SGD learning rate, 0.01 in the recipe), got {lr!r}")
     subset = dataset.subset(train_stamps)       # renders only the training stamps: cheap fresh epochs
@@ -306,9 +303,8 @@ def efficientnet_features(model: nn.Module, images: torch.Tensor, grid: int = 2,
     ``{1..7: stage output max-pooled to grid x grid cells, flattened; 8: the 1,280 globally averaged
     head features that feed the classifier}``, each (N, D), float32 on the CPU.
     """
-    from .deconv import _check_finite, _to_model
-    _check_int("grid", grid)
-    batch_size = _check_int("batch_size", batch_size)
+    check_int("grid", grid, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     if not isinstance(model, nn.Module) or not hasattr(model, "_blocks"):
         raise TypeError(f"model must be EfficientNet-Lite0 from zfviz.models.efficientnet_lite0(), "
                         f"got {type(model).__name__}")
@@ -318,12 +314,12 @@ def efficientnet_features(model: nn.Module, images: torch.Tensor, grid: int = 2,
         raise ValueError(f"images must be (N, 3, H, W) with N >= 1, got {tuple(images.shape)}")
     if not images.is_floating_point():
         raise TypeError(f"images must be a float tensor (preprocessed with the model's preprocess), got {images.dtype}")
-    _check_finite("images", images)
+    check_finite("images", images)
     side = min(-(-images.shape[-2] // 32), -(-images.shape[-1] // 32))     # stage 7's map: the input / 32
     if grid > side:
         raise ValueError(f"grid must be an int in 1..{side} for {images.shape[-2]}x{images.shape[-1]} images (the "
                          f"last stage's map is about 1/32 of the input; more cells would repeat values); got {grid!r}")
-    images = _to_model(model, images)
+    images = to_model(model, images)
     model.eval()
     out: dict[int, list] = {k: [] for k in range(1, 9)}
     for s in range(0, len(images), batch_size):

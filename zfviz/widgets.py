@@ -29,7 +29,8 @@ from matplotlib.figure import Figure
 from PIL import Image as PILImage
 from torch import nn
 
-from . import deconv, occlusion
+from . import deconv, layers, occlusion
+from ._checks import check_fill, check_image, check_occluder, check_target
 from .plotting import stretch_symmetric
 
 __all__ = ["deconv_view", "show_view", "draw_box", "deconv_explorer", "DeconvExplorer",
@@ -312,20 +313,20 @@ def occlusion_view(model: nn.Module, image: torch.Tensor, target: int, size: int
         raise TypeError(f"coarse must be True or False; got {coarse!r}")
     if cache is not None and not isinstance(cache, dict):
         raise TypeError(f"cache must be a dict kept by the caller between calls, or None; got {type(cache).__name__}")
-    occlusion._check_image(image)
+    check_image(image)
     _check_preprocess(preprocess)
     _check_picture("image", image, pixels=preprocess is not None)
     with torch.no_grad():
         x = preprocess(image.unsqueeze(0))[0] if preprocess is not None else image   # (3, H, W) the model's input
-    size, stride = occlusion._check_geometry(x, size, stride)
-    fill = occlusion._check_fill(fill)
+    size, stride = check_occluder(x, size, stride)
+    fill = check_fill(fill)
     if not math.isfinite(fill):
         raise ValueError(f"fill must be a finite number (the occluder's value in the model's input space); got {fill}")
     occluded = occlusion.occlude(x, position, size, fill)                 # checks the position
-    device = deconv._device(model, x)
+    device = layers.model_device(model, x)
     with torch.no_grad():
         probs = model(occluded.unsqueeze(0).to(device)).softmax(dim=1)    # (1, K): the one pass a move costs
-    target = occlusion._check_target(target, probs)
+    target = check_target(target, probs)
     map_stride = _coarse_stride(*x.shape[-2:], size, stride) if coarse else stride
     key = None if cache is None else (_model_key(model), _tensor_key(x), size, map_stride, fill, target)
     if cache is None or key not in cache:
