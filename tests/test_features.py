@@ -1,4 +1,5 @@
-"""zfviz.features against independent computations: zfviz.deconv's feature maps, a manual forward through the
+"""zfviz.activations, zfviz.invariance, zfviz.correspondence and zfviz.filters (re-exported by zfviz.features)
+against independent computations: zfviz.deconv's feature maps, a manual forward through the
 children, exact pixel moves, torch.rot90, hand-worked sign-change scores and a naive correspondence loop.
 
 Small random networks (width 0.125, 64-pixel input, He init so signals keep their scale) keep the file fast.
@@ -10,10 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zfviz import deconv
+from zfviz import activations, deconv, features
+from zfviz import correspondence as corr_module
+from zfviz import filters as fe
+from zfviz import invariance as inv_module
+from zfviz.activations import layer_features
+from zfviz.correspondence import (correspondence, mask_region, pair_sign_change, part_squares, random_squares,
+                                  sign_change_score)
 from zfviz.data import Preprocess
-from zfviz.features import (correspondence, invariance, layer_features, mask_region, pair_sign_change, part_squares,
-                            random_squares, sign_change_score, transform)
+from zfviz.invariance import invariance, transform
 from zfviz.models import init_kaiming_, zfnet
 
 SIZE = 64
@@ -409,7 +415,7 @@ def test_bad_correspondence_arguments_say_what_is_allowed():
 
 
 def test_top_norm_share_by_hand():
-    from zfviz.features import top_norm_share
+    from zfviz.filters import top_norm_share
     w = torch.zeros(4, 1, 1, 2)
     w[:, 0, 0, 0] = torch.tensor([3.0, 1.0, 1.0, 1.0])          # norms 3, 1, 1, 1 (sum 6)
     assert top_norm_share(w, 1) == pytest.approx(0.5)
@@ -417,12 +423,12 @@ def test_top_norm_share_by_hand():
     assert top_norm_share(torch.ones(8, 3, 2, 2), 2) == pytest.approx(2 / 8)    # equal filters: k / C
     with pytest.raises(ValueError, match="k must be an int in"):
         top_norm_share(w, 5)
-    with pytest.raises(ValueError, match="weight must be a conv weight"):
+    with pytest.raises(ValueError, match="weight must be conv filters"):
         top_norm_share(torch.ones(4, 3), 1)
 
 
 def test_dead_filters_finds_the_silent_ones():
-    from zfviz.features import dead_filters
+    from zfviz.filters import dead_filters
     conv = torch.nn.Conv2d(3, 4, 3)
     with torch.no_grad():
         conv.weight.zero_()
@@ -440,7 +446,7 @@ def test_dead_filters_finds_the_silent_ones():
 
 def test_neighbour_correlation_of_known_filters():
     """Smooth ramps correlate near 1, a checkerboard at -1, white noise near 0; worked out independently."""
-    from zfviz.features import neighbour_correlation
+    from zfviz.filters import neighbour_correlation
     i = torch.arange(7.0)
     ramp = (i.view(1, 7) + i.view(7, 1)).expand(3, 7, 7)                    # smooth diagonal ramp
     checker = ((-1.0) ** (i.view(1, 7) + i.view(7, 1))).expand(3, 7, 7)
@@ -461,7 +467,7 @@ def test_neighbour_correlation_of_known_filters():
 
 
 def test_frequency_bands_of_known_gratings():
-    from zfviz.features import frequency_bands
+    from zfviz.filters import frequency_bands
     k = 16
     x = torch.arange(k, dtype=torch.float64)
     flat = torch.ones(1, 3, k, k)                                          # DC only -> all low
@@ -479,7 +485,7 @@ def test_frequency_bands_of_known_gratings():
 
 
 def test_shift_variation_against_a_direct_computation_and_a_shift_invariant_case():
-    from zfviz.features import shift_variation
+    from zfviz.filters import shift_variation
     torch.manual_seed(0)
     model = init_kaiming_(zfnet(num_classes=3, width=0.125, input_size=64)).eval()
     images = torch.rand(2, 3, 70, 72)
@@ -502,8 +508,6 @@ def test_shift_variation_against_a_direct_computation_and_a_shift_invariant_case
 
 # ---------------------------------------------------------------- issue 13: every bad input is refused up front
 
-from zfviz import features as fe  # noqa: E402
-
 NAN, INF = float("nan"), float("inf")
 BOX = torch.tensor([[0, 0, 4, 4], [1, 1, 5, 5]])
 
@@ -518,7 +522,8 @@ def _wide(nan=False):
     (lambda m, x: layer_features(m, x.double() * 1e300, 1), ValueError, r"images do not fit.*float32"),
     (lambda m, x: layer_features(m, x[:, :, :20, :20], 5), ValueError,
      r"images: 20x20 pixels is too small for layer 5: 'conv2'.*31x31"),
-    (lambda m, x: layer_features(m, x, 1, batch_size=2.0), ValueError, r"batch_size must be a positive int"),
+    (lambda m, x: layer_features(m, x, 1, batch_size=2.0), TypeError, r"batch_size must be an int >= 1.*2\.0"),
+    (lambda m, x: layer_features(m, x, 1, batch_size=0), ValueError, r"batch_size must be an int >= 1.*got 0"),
     (lambda m, x: transform(x, "rotate", 10, fill=NAN), ValueError, r"fill must be a finite number.*nan"),
     (lambda m, x: transform(x, "translate", 2, fill=INF), ValueError, r"fill must be a finite number"),
     (lambda m, x: transform(x, "rotate", 10, fill=torch.full((3, SIZE, SIZE), NAN)), ValueError,
@@ -554,8 +559,8 @@ def _wide(nan=False):
     (lambda m, x: fe.shift_variation(m, _wide(), 2, 64, [True]), ValueError, r"shifts must be .*\[True\]"),
     (lambda m, x: fe.shift_variation(m, _wide(), 2, 64, []), ValueError, r"shifts must be .*at least one"),
     (lambda m, x: fe.shift_variation(m, _wide(), 2, 64, 3), ValueError, r"shifts must be .*got 3"),
-    (lambda m, x: fe.shift_variation(m, _wide(), 2, True, [1]), ValueError, r"size must be an int >= 1.*True"),
-    (lambda m, x: fe.shift_variation(m, _wide(), 2, 64.0, [1]), ValueError, r"size must be an int >= 1.*64\.0"),
+    (lambda m, x: fe.shift_variation(m, _wide(), 2, True, [1]), TypeError, r"size must be an int >= 1.*True"),
+    (lambda m, x: fe.shift_variation(m, _wide(), 2, 64.0, [1]), TypeError, r"size must be an int >= 1.*64\.0"),
     (lambda m, x: fe.shift_variation(m, _wide(nan=True), 2, 64, [1]), ValueError, r"images must be finite"),
     (lambda m, x: fe.shift_variation(m, _wide(), 6, 64, [1]), ValueError, r"layer must be .* 1\.\.5; got 6"),
     (lambda m, x: fe.shift_variation(m, _wide(), 2, 64, [1], preprocess=3), TypeError, r"preprocess must be"),
@@ -563,18 +568,18 @@ def _wide(nan=False):
     (lambda m, x: fe.dead_filters(m.conv1, x[:0]), ValueError, r"images must hold at least one image"),
     (lambda m, x: fe.dead_filters(m.conv1, x[:, :, :3, :3]), ValueError, r"images: 3x3 pixels is too small.*5x5"),
     (lambda m, x: fe.dead_filters(m.conv1, (x * 9).long()), TypeError, r"images must be a float tensor"),
-    (lambda m, x: fe.dead_filters(m.conv1, x, "0.1"), TypeError, r"threshold must be a number"),
-    (lambda m, x: fe.dead_filters(m.conv1, x, NAN), ValueError, r"threshold must be in \(0, 1\)"),
+    (lambda m, x: fe.dead_filters(m.conv1, x, "0.1"), TypeError, r"threshold must be a finite real number"),
+    (lambda m, x: fe.dead_filters(m.conv1, x, NAN), ValueError, r"threshold must be .*in \(0, 1\)"),
     (lambda m, x: fe.frequency_bands(m.conv1.weight * NAN), ValueError, r"weight must be finite"),
     (lambda m, x: fe.frequency_bands(m.conv1.weight, edges=0.2), ValueError, r"edges must be increasing"),
     (lambda m, x: fe.frequency_bands(m.conv1.weight, edges=["a"]), ValueError, r"edges must be increasing"),
     (lambda m, x: fe.frequency_bands(m.conv1.weight, edges=[]), ValueError, r"edges must be increasing"),
-    (lambda m, x: fe.frequency_bands(m.conv1.weight, size=64.0), ValueError, r"size must be an int >= .*64\.0"),
-    (lambda m, x: fe.frequency_bands(torch.ones(2, 3, 1, 1), size=True), ValueError, r"size must be an int"),
+    (lambda m, x: fe.frequency_bands(m.conv1.weight, size=64.0), TypeError, r"size must be an int >= .*64\.0"),
+    (lambda m, x: fe.frequency_bands(torch.ones(2, 3, 1, 1), size=True), TypeError, r"size must be an int"),
     (lambda m, x: fe.frequency_bands(torch.ones(2, 3, 4, 4, dtype=torch.long)), TypeError, r"weight must be a float"),
     (lambda m, x: fe.top_norm_share(m.conv1.weight * NAN, 2), ValueError, r"weight must be finite"),
-    (lambda m, x: fe.top_norm_share(m.conv1.weight, True), ValueError, r"k must be an int in \[1, 12\].*True"),
-    (lambda m, x: fe.top_norm_share(m.conv1.weight, 2.0), ValueError, r"k must be an int in \[1, 12\].*2\.0"),
+    (lambda m, x: fe.top_norm_share(m.conv1.weight, True), TypeError, r"k must be an int in 1\.\.12.*True"),
+    (lambda m, x: fe.top_norm_share(m.conv1.weight, 2.0), TypeError, r"k must be an int in 1\.\.12.*2\.0"),
     (lambda m, x: fe.top_norm_share(torch.zeros(4, 3, 2, 2), 2), ValueError, r"weight must have a filter"),
 ])
 def test_features_bad_inputs_are_refused_naming_the_argument(call, error, match):
@@ -603,7 +608,7 @@ def test_float16_and_float64_images_give_float32_features(dtype):
 
 
 def test_frequency_bands_of_a_zero_filter_is_a_zero_row_and_the_others_sum_to_one():
-    from zfviz.features import frequency_bands
+    from zfviz.filters import frequency_bands
     w = torch.randn(3, 3, 7, 7, generator=torch.Generator().manual_seed(0))
     w[1] = 0
     bands = frequency_bands(w)
@@ -614,7 +619,7 @@ def test_frequency_bands_of_a_zero_filter_is_a_zero_row_and_the_others_sum_to_on
 def test_projection_legibility_scores_structure_above_noise():
     """A projection that is the image's own outline scores a high edge correlation and sits on the object;
     white noise scores about 0 and a ratio of about 1; each number checked against a hand computation."""
-    from zfviz.features import projection_legibility
+    from zfviz.filters import projection_legibility
     n, s = 3, 32
     images = torch.full((n, 3, s, s), 0.2)
     masks = torch.zeros(n, s, s, dtype=torch.bool)
@@ -643,7 +648,7 @@ def test_projection_legibility_scores_structure_above_noise():
 
 
 def test_projection_legibility_smoothness_tells_strokes_from_speckle():
-    from zfviz.features import neighbour_correlation, projection_legibility
+    from zfviz.filters import neighbour_correlation, projection_legibility
     s = 32
     images, masks = torch.rand(2, 3, s, s), torch.ones(2, s, s, dtype=torch.bool)
     i = torch.arange(float(s))
@@ -657,7 +662,7 @@ def test_projection_legibility_smoothness_tells_strokes_from_speckle():
 
 
 def test_chance_purity_against_every_draw():
-    from zfviz.features import chance_purity
+    from zfviz.filters import chance_purity
     sizes, k = (3, 2, 1, 2), 4
     labels = [c for c, n in enumerate(sizes) for _ in range(n)]
     draws = list(itertools.combinations(range(len(labels)), k))      # every draw, counted by brute force
@@ -670,3 +675,77 @@ def test_chance_purity_against_every_draw():
         chance_purity([3, 2, 1], 7)
     with pytest.raises(ValueError, match="class_sizes must be"):
         chance_purity([3, -1], 1)
+
+
+# ---------------------------------------------------------------- issue 17: one module per section of the paper
+
+SECTIONS = [activations, inv_module, corr_module, fe]
+
+
+@pytest.mark.parametrize("module", SECTIONS, ids=lambda m: m.__name__)
+def test_features_re_exports_every_public_name_of_each_section_as_the_same_object(module):
+    assert set(module.__all__) <= set(features.__all__)
+    for name in module.__all__:
+        assert getattr(features, name) is getattr(module, name), f"features.{name} is not {module.__name__}.{name}"
+
+
+def test_features_re_exports_nothing_else():
+    assert sorted(features.__all__) == sorted(n for m in SECTIONS for n in m.__all__)
+
+
+@pytest.mark.parametrize("module", SECTIONS, ids=lambda m: m.__name__)
+def test_each_section_imports_neither_features_nor_a_private_name_of_another_module(module):
+    import ast
+    import inspect
+    imported = set()
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            imported.add(node.module)
+            if node.module != "_checks":     # the shared validators: a private module with public names
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{module.__name__} imports private names {private} of zfviz.{node.module}"
+    assert "features" not in imported, f"{module.__name__} imports zfviz.features, which re-exports it: a cycle"
+    if module is activations:              # below invariance, correspondence and transfer in the import graph
+        assert imported <= {"layers", "_checks"}, imported
+
+
+@pytest.mark.parametrize("module", SECTIONS, ids=lambda m: m.__name__)
+def test_each_section_and_its_public_names_say_which_chapter_explains_them(module):
+    import inspect
+    import re
+    from pathlib import Path
+    book = Path(features.__file__).resolve().parents[1] / "book"
+    doc = inspect.getdoc(module)
+    assert re.search(r"\bbook/[a-z_]+", doc) and '"' in doc, f"{module.__name__}: no chapter or no quotation"
+    texts = [doc]
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            text = inspect.getdoc(obj) or ""
+            assert "chapter" in text.lower(), f"{module.__name__}.{name}: no chapter in its docstring"
+            texts.append(text)
+    stems = {m for t in texts for m in re.findall(r"\bbook/([a-z_]+)", t)}
+    assert all((book / f"{s}.ipynb").exists() or (book / f"{s}.md").exists() for s in stems), stems
+
+
+@pytest.mark.parametrize("module", SECTIONS + [features], ids=lambda m: m.__name__)
+def test_no_function_is_longer_than_50_lines(module):
+    import ast
+    import inspect
+    tree = ast.parse(inspect.getsource(module))
+    long = [(n.name, n.end_lineno - n.lineno + 1) for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 50]
+    assert not long, f"{module.__name__}: {long}"
+
+
+def test_correspondence_scores_both_conventions_from_one_pass_as_two_calls_do():
+    model, x = small(), images(3)
+    parts = {"a": torch.tensor([[4, 4, 20, 20]] * 3), "b": torch.tensor([[30, 10, 50, 30]] * 3)}
+    both = correspondence(model, x, parts, layers=(5, 7), ignore_zeros=(False, True))
+    assert list(both) == [False, True]
+    for ignore in (False, True):
+        assert both[ignore] == correspondence(model, x, parts, layers=(5, 7), ignore_zeros=ignore)
+    assert list(correspondence(model, x, parts, layers=(5,), ignore_zeros=[True])) == [True]
+    for bad in ((), (True, True), (False, 1), "both"):
+        with pytest.raises(TypeError, match=r"ignore_zeros must be True or False, or a tuple"):
+            correspondence(model, x, parts, ignore_zeros=bad)
