@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from zfviz.data import sha256_file  # noqa: E402
 from zfviz.models import load_shipped_checkpoint  # noqa: E402
-from zfviz.train import _read_snapshots, load_checkpoint  # noqa: E402
+from zfviz.evolution import read_snapshots  # noqa: E402
+from zfviz.train import load_checkpoint  # noqa: E402
 
 
 def main(run: str, command: str) -> None:
@@ -36,7 +37,7 @@ def main(run: str, command: str) -> None:
     for (name, a), (_, b) in zip(final.state_dict().items(), shipped.state_dict().items()):
         if not torch.equal(a, b):
             raise SystemExit(f"the run's {name} differs from the shipped weights: not the shipped training run")
-    snaps = _read_snapshots(Path(run) / "snapshots.pt")                  # checked against its .sha256
+    snaps = read_snapshots(Path(run) / "snapshots.pt")                  # checked against its .sha256
     if len(snaps.get("convs", [])) != len(snaps["epochs"]):
         raise SystemExit(f"{run}/snapshots.pt holds no conv weights for every epoch: record it with this zfviz")
     slim = {"epochs": snaps["epochs"], "convs": snaps["convs"],

@@ -14,8 +14,15 @@ from torch import nn
 import zfviz.train as zfviz_train
 from zfviz.data import Preprocess
 from zfviz.models import alexnet_single, zfnet
-from zfviz.train import (CheckpointError, TrainConfig, _save_snapshots, load_checkpoint, pick_device,
-                         renormalize_filters_, save_checkpoint, train)
+from zfviz.evolution import Fig4Snapshots
+from zfviz.evolution import save_snapshots as _save_snapshots
+from zfviz.train import CheckpointError, TrainConfig, load_checkpoint, pick_device, renormalize_filters_, save_checkpoint
+from zfviz.train import train as _train
+
+
+def train(cfg, **kwargs):
+    """zfviz.train.train with the Fig. 4 recorder, as `python -m zfviz.train` runs it."""
+    return _train(cfg, callbacks=[Fig4Snapshots()], **kwargs)
 
 NAN, INF = float("nan"), float("inf")
 
@@ -672,7 +679,7 @@ def test_resume_refuses_other_settings(run2, changes, match):
 
 
 def test_resume_on_the_command_line_refuses_other_settings_and_a_reading_checkpoint(run2):
-    from zfviz.train import main
+    from zfviz.cli import train_main as main
     folder, _ = run2
     with pytest.raises(ValueError, match=r"lr 0\.01 -> 0\.5, seed 3 -> 9.*Only epochs, out, workers"):
         main(_cli_args(folder, lr=0.5, seed=9) + ["--resume", str(folder / "last.pt")])
@@ -684,7 +691,7 @@ def test_resume_needs_a_verified_checkpoint(run2, tmp_path):
     """A flipped byte in a checkpoint without its .sha256 must not be trained on (the CLI's --resume)."""
     import shutil
 
-    from zfviz.train import main
+    from zfviz.cli import train_main as main
     folder, _ = run2
     raw = bytearray((folder / "last.pt").read_bytes())
     raw[len(raw) // 2] ^= 0x01
@@ -814,7 +821,8 @@ def test_every_command_line_option_explains_itself(monkeypatch):
     import io
     from dataclasses import fields
 
-    from zfviz.train import TrainConfig, main
+    from zfviz.cli import train_main as main
+    from zfviz.train import TrainConfig
     monkeypatch.setenv("COLUMNS", "2000")          # no line wrapping (it may break at hyphens)
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
@@ -851,3 +859,14 @@ def test_shipped_renormalisation_runs_agree_with_their_records(rel):
             assert rms.max() <= arm["max_filter_rms"] * (1 + 1e-5)
         else:
             assert name == "not renormalised"
+
+
+def test_snapshot_epochs_without_the_fig4_recorder_are_refused(tmp_path):
+    """Training does not know the deconvnet: Fig. 4 snapshots come from a callback, and asking for them without
+    one is an error, not a run that silently records nothing."""
+    cfg = TrainConfig(width=0.0625, image_size=64, renders=1, epochs=2, out=str(tmp_path), snapshot_epochs="1")
+    with pytest.raises(ValueError, match=r"snapshot_epochs='1' asks for Fig\. 4 snapshots: pass "
+                                         r"callbacks=\[zfviz\.evolution\.Fig4Snapshots\(\)\]"):
+        _train(cfg, progress=False)
+    assert not any(tmp_path.iterdir())                  # refused before any data or file was made
+

@@ -6,7 +6,8 @@ Modules mirror the paper: ``models`` (§2, Fig. 3), ``deconv`` (§2.1, Fig. 1), 
 from . import data, deconv, models, plotting
 # Not imported here: zfviz.train (so that `python -m zfviz.train` runs it fresh) and zfviz.widgets (so that
 # the package works where ipywidgets is absent, e.g. a GPU server). Use `from zfviz import train, widgets`.
-from .models import alexnet_single, load_teaching_zfnet, zfnet
+from .checkpoints import load_teaching_zfnet
+from .models import alexnet_single, zfnet
 
 __version__ = "0.1.0"
 __all__ = ["data", "deconv", "models", "plotting", "zfnet", "alexnet_single", "load_teaching_zfnet"]

@@ -15,13 +15,11 @@ updates, for layer 1 to learn on 2 CPU cores); inputs divided by the channel std
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import numbers
 import os
 import random
-import re
 import shlex
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -32,16 +30,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import checkpoints, layers
 from . import data as zdata
+from .checkpoints import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint  # noqa: F401 (re-exported)
 from .features import neighbour_correlation
 from .models import build_model, init_kaiming_, init_paper_
 
 __all__ = ["TrainConfig", "train", "train_step", "evaluate", "snapshot_epochs", "PAPER_SNAPSHOT_EPOCHS", "renormalize_filters_", "save_checkpoint",
            "load_checkpoint", "pick_device", "CheckpointError", "RESUME_CHANGEABLE"]
 
-CHECKPOINT_FORMAT = "zfviz-checkpoint-1"
 PAPER_SNAPSHOT_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)   # Fig. 4 shows these epochs of a 70-epoch run
 SNAPSHOT_MAPS, SNAPSHOT_IMAGES = 4, 64                   # per layer; the first validation images
+
+
+# TrainConfig's real-valued knobs: (name, low, low included?, high, high included?, what it means)
+_REAL_KNOBS = (
+    ("lr", 0, False, math.inf, False, "the paper's 0.01"),
+    ("momentum", 0, True, 1, False, "the paper's 0.9; 0 = plain SGD"),
+    ("weight_decay", 0, True, math.inf, False, "0 = none, as in the paper"),
+    ("lr_factor", 0, False, 1, False, "annealing multiplies the learning rate by it; 0.1 divides by 10"),
+    ("min_lr", 0, True, math.inf, False, "annealing stops below it"),
+    ("max_filter_rms", 0, True, math.inf, False, "0 turns renormalisation off"),
+    ("conv1_std", 0, True, math.inf, False, "0 = layer 1 as --init; the paper's 0.01"),
+    ("input_scale", 0, False, math.inf, False, "1 = unit scale; about 64 = the paper's pixels"),
+    ("dropout", 0, True, 1, False, "the probability of zeroing a unit of fc6/fc7; the paper's 0.5"))
 
 
 def _opt(default, help: str):
@@ -104,6 +116,17 @@ class TrainConfig:
     def validate(self) -> None:
         """Check every field (types, ranges, the lists inside strings); :func:`train` calls it again, as
         fields may have been changed after construction. Raises TypeError/ValueError naming the field."""
+        self._check_types()
+        self._check_choices()
+        self._check_counts()
+        self._check_reals()
+        snapshot_epochs(self.snapshot_epochs, self.epochs)      # raises on a bad list
+        self.lr_step_epochs()                                    # likewise
+        with torch.device("meta"):                                # raises on a bad arch, width or ablation,
+            build_model(self.arch, num_classes=10, width=self.width,   # without allocating the weights
+                        input_size=self.image_size, **self.model_options())
+
+    def _check_types(self) -> None:
         for f in fields(self):
             v, kind = getattr(self, f.name), type(f.default)
             if kind is bool and not isinstance(v, bool):
@@ -114,12 +137,20 @@ class TrainConfig:
                 raise TypeError(f"{f.name} must be a number, got {v!r} ({type(v).__name__})")
             if kind is int and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
                 raise TypeError(f"{f.name} must be an int, got {v!r} ({type(v).__name__})")
+
+    def _check_choices(self) -> None:
         if self.init not in ("paper", "kaiming"):
             raise ValueError(f"init must be 'paper' or 'kaiming', got {self.init!r}")
         if self.dataset not in ("clipart", "imagefolder"):
             raise ValueError(f"dataset must be 'clipart' (offline, shipped) or 'imagefolder', got {self.dataset!r}")
         if self.dataset == "imagefolder" and not self.data_root:
             raise ValueError("dataset 'imagefolder' needs --data-root, a folder with train/ and val/ inside")
+        if self.amp not in ("none", "bf16"):
+            raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
+        if self.device != "auto":
+            _parse_device(self.device)
+
+    def _check_counts(self) -> None:
         for name in ("epochs", "batch_size", "renders", "image_size", "fc_units"):
             v = getattr(self, name)
             if v < 1:
@@ -133,21 +164,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an int >= 0 ({why}), got {getattr(self, name)!r}")
         if not 0 <= self.seed < 2 ** 32:
             raise ValueError(f"seed must be an int in [0, 2**32) (numpy's range), got {self.seed!r}")
-        if self.amp not in ("none", "bf16"):
-            raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
-        if self.device != "auto":
-            _parse_device(self.device)
+
+    def _check_reals(self) -> None:
         # Real-valued knobs: (name, low, low included?, high, high included?, what it means)
-        for name, lo, lo_in, hi, hi_in, why in (
-                ("lr", 0, False, math.inf, False, "the paper's 0.01"),
-                ("momentum", 0, True, 1, False, "the paper's 0.9; 0 = plain SGD"),
-                ("weight_decay", 0, True, math.inf, False, "0 = none, as in the paper"),
-                ("lr_factor", 0, False, 1, False, "annealing multiplies the learning rate by it; 0.1 divides by 10"),
-                ("min_lr", 0, True, math.inf, False, "annealing stops below it"),
-                ("max_filter_rms", 0, True, math.inf, False, "0 turns renormalisation off"),
-                ("conv1_std", 0, True, math.inf, False, "0 = layer 1 as --init; the paper's 0.01"),
-                ("input_scale", 0, False, math.inf, False, "1 = unit scale; about 64 = the paper's pixels"),
-                ("dropout", 0, True, 1, False, "the probability of zeroing a unit of fc6/fc7; the paper's 0.5")):
+        for name, lo, lo_in, hi, hi_in, why in _REAL_KNOBS:
             v = getattr(self, name)
             if not ((v >= lo if lo_in else v > lo) and (v <= hi if hi_in else v < hi)):
                 bounds = f"{'[' if lo_in else '('}{lo}, {'inf' if hi == math.inf else hi}{']' if hi_in else ')'}"
@@ -156,11 +176,6 @@ class TrainConfig:
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr ({self.min_lr!r}) must not exceed lr ({self.lr!r}): annealing would "
                              f"raise the learning rate to min_lr; lower --min-lr")
-        snapshot_epochs(self.snapshot_epochs, self.epochs)      # raises on a bad list
-        self.lr_step_epochs()                                    # likewise
-        with torch.device("meta"):                                # raises on a bad arch, width or ablation,
-            build_model(self.arch, num_classes=10, width=self.width,   # without allocating the weights
-                        input_size=self.image_size, **self.model_options())
 
     def lr_step_epochs(self) -> list[int]:
         """The epochs after which a fixed schedule anneals (``lr_steps``); empty: anneal on a plateau."""
@@ -282,11 +297,12 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, preprocess: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             batch_size: int = 256, device: torch.device | str = "cpu") -> dict:
+             batch_size: int = 256, device: torch.device | str | None = None) -> dict:
     """Top-1 accuracy and mean cross-entropy of ``model`` on images (N, 3, S, S) in [0, 1].
 
     Explained in the chapter "Training ZFNet". ``labels`` (N,) are class indices in 0..C-1 for a model
-    with C outputs; bad shapes, types or values raise TypeError/ValueError naming the argument.
+    with C outputs; bad shapes, types or values raise TypeError/ValueError naming the argument. Computed on
+    ``device``, by default the model's (``zfviz.layers.model_device``), in batches of ``batch_size``.
     """
     if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
         raise TypeError(f"images and labels must be torch.Tensors, got {type(images).__name__} and "
@@ -308,6 +324,7 @@ def evaluate(model: nn.Module, preprocess: nn.Module, images: torch.Tensor, labe
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
         raise ValueError(f"images must be pixels in [0, 1] (preprocess is applied here), got values in "
                          f"[{lo:.4g}, {hi:.4g}]")
+    device = layers.model_device(model) if device is None else device
     model.eval()
     correct, loss, n = 0, 0.0, len(labels)
     for s in range(0, n, batch_size):
@@ -320,176 +337,6 @@ def evaluate(model: nn.Module, preprocess: nn.Module, images: torch.Tensor, labe
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
     return {"accuracy": correct / n, "loss": loss / n}
-
-
-# ------------------------------------------------------------------------------------------
-# Checkpoints: written atomically, hashed, loaded with weights_only=True.
-# ------------------------------------------------------------------------------------------
-
-class CheckpointError(ValueError):
-    """A checkpoint is corrupt, unverifiable, of another format, or for another architecture.
-
-    Explained in the chapter "Training ZFNet"."""
-
-
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_SIDECAR_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](\S.*)")      # sha256sum's "<hash>  <file>" (or " *<file>")
-
-
-def save_checkpoint(path: str | Path, model: nn.Module, preprocess: nn.Module | None = None,
-                    optimizer: torch.optim.Optimizer | None = None, scheduler=None, epoch: int = 0,
-                    **info) -> str:
-    """Save model config + weights (+ optimiser, scheduler, epoch, RNG state, extra info).
-
-    Explained in the chapter "Training ZFNet". The file is written to ``path.tmp`` and renamed, so
-    a crash never leaves a half-written checkpoint; its sha256 goes to ``path.sha256`` (the format of
-    ``sha256sum``), which :func:`load_checkpoint` requires. Returns it.
-    While the rename happens the sidecar lists both the old and the new hash, so a kill between the
-    two renames still leaves a pair that verifies.
-    """
-    if not isinstance(model, nn.Module) or not isinstance(getattr(model, "config", None), dict):
-        raise TypeError(f"model must be a network built by zfviz.models (it carries .config), got "
-                        f"{type(model).__name__}")
-    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-        raise ValueError(f"epoch must be an int >= 0 (epochs completed), got {epoch!r}")
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "config": dict(model.config),
-        "model": model.state_dict(),
-        "preprocess": preprocess.state_dict() if preprocess is not None else None,
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "epoch": int(epoch),
-        "rng": {"torch": torch.get_rng_state()},   # dropout draws from it; shuffling is seeded per epoch
-        "info": info,
-    }
-    return _publish(Path(path), lambda tmp: torch.save(state, tmp))
-
-
-def _publish(path: Path, write) -> str:
-    """Write a file through ``write(tmp)`` and rename it to ``path``, with its sha256 in ``path.sha256``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    digest = zdata.sha256_file(tmp)
-    side = path.with_name(path.name + ".sha256")
-    old = side.read_text() if side.is_file() and path.is_file() else ""
-    _write_atomic(side, f"{digest}  {path.name}\n" + old)   # old or new file: both verify
-    os.replace(tmp, path)
-    _write_atomic(side, f"{digest}  {path.name}\n")         # now only the new one
-    return digest
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _recorded_hashes(path: Path) -> set[str] | str:
-    """The hashes ``path.sha256`` accepts for ``path``, or why there are none ("missing", "empty").
-    A line that is not ``<64 hex digits>  <this file's name>`` raises CheckpointError naming the file."""
-    side = path.with_name(path.name + ".sha256")
-    if not side.is_file():
-        return f"{side.name} is missing"
-    try:
-        text = side.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"the sha256 file {side} cannot be read ({type(e).__name__}: {e}); "
-                              f"restore it, or delete it and pass allow_unverified=True") from e
-    hashes = set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        match = _SIDECAR_LINE.fullmatch(line.strip())
-        if match is None:
-            raise CheckpointError(f"the sha256 file {side} is malformed at line {number}: {line[:80]!r}; each "
-                                  f"line must be '<64 hex digits>  {path.name}', as save_checkpoint and "
-                                  f"sha256sum write it")
-        if Path(match.group(2)).name != path.name:
-            raise CheckpointError(f"the sha256 file {side} records, at line {number}, the hash of "
-                                  f"{match.group(2)!r}, not of {path.name!r}: it belongs to another file")
-        hashes.add(match.group(1).lower())
-    return hashes or f"{side.name} is empty"
-
-
-def _load_recorded(path: Path, what: str, accepted: set[str] | str | None, fix: str):
-    """``torch.load(path, weights_only=True)`` once the file's sha256 is one of ``accepted``.
-
-    ``accepted`` is a set of hashes, a string saying why none is recorded (refused, with ``fix`` as the way out),
-    or None when the caller explicitly allowed an unchecked load. Checkpoints and snapshot files share it."""
-    if isinstance(accepted, str):
-        raise CheckpointError(f"{what} {path} has no recorded sha256 ({accepted}), so its integrity cannot be "
-                              f"checked; {fix}")
-    if accepted is not None:
-        actual = zdata.sha256_file(path)
-        if actual not in accepted:
-            raise CheckpointError(f"{what} {path} is corrupt: sha256 {actual[:16]}... but "
-                                  f"{sorted(accepted)[0][:16]}... was recorded; not loading it")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated zip, a pickle with code in it, ...
-        raise CheckpointError(f"{what} {path} cannot be read safely ({type(e).__name__}: {e})") from e
-
-
-def _read_checkpoint(path, expected_sha256=None, allow_unverified: bool = False) -> dict:
-    """The state dict of a checkpoint file, after its sha256 is checked (see :func:`load_checkpoint`)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a checkpoint file name (str or pathlib.Path), got {type(path).__name__}")
-    path = Path(path)
-    if expected_sha256 is not None:
-        if not isinstance(expected_sha256, str):
-            raise TypeError(f"expected_sha256 must be a hex string (64 digits) or None, got "
-                            f"{type(expected_sha256).__name__}")
-        if not _SHA256.fullmatch(expected_sha256):
-            raise ValueError(f"expected_sha256 must be 64 hex digits (a sha256), got {expected_sha256!r}")
-    if not isinstance(allow_unverified, bool):
-        raise TypeError(f"allow_unverified must be True or False, got {allow_unverified!r}")
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    accepted = {expected_sha256.lower()} if expected_sha256 is not None else _recorded_hashes(path)
-    if isinstance(accepted, str) and allow_unverified:
-        accepted = None
-    state = _load_recorded(path, "checkpoint", accepted,
-                           f"pass expected_sha256='<its sha256>', write that hash to {path.name}.sha256 "
-                           f"('<hash>  {path.name}'), or pass allow_unverified=True (python -m zfviz.train: "
-                           f"--allow-unverified) to load it unchecked")
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a zfviz checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    return state
-
-
-def load_checkpoint(path: str | Path, model: nn.Module | None = None, expected_sha256: str | None = None, *,
-                    allow_unverified: bool = False):
-    """Load a checkpoint after checking its sha256; returns ``(model, preprocess, state)``.
-
-    Explained in the chapter "Training ZFNet". The hash is ``expected_sha256`` if given (the book's
-    shipped weights: data/MANIFEST.tsv's, see :func:`zfviz.models.load_shipped_checkpoint`), else the
-    ``path.sha256`` file beside it, which :func:`save_checkpoint` writes. A checkpoint with neither
-    (sidecar missing, empty or blank) is refused with :class:`CheckpointError` unless
-    ``allow_unverified=True``; a malformed sidecar is always refused. With ``model=None`` the network
-    is rebuilt from the stored config; with a model, its config must match (else :class:`CheckpointError`).
-    Uses ``torch.load(weights_only=True)``: a checkpoint cannot run code.
-    """
-    state = _read_checkpoint(path, expected_sha256, allow_unverified)
-    return _apply_checkpoint(Path(path), state, model)
-
-
-def _apply_checkpoint(path: Path, state: dict, model: nn.Module | None):
-    """``(model, preprocess, state)`` of a checkpoint state read by :func:`_read_checkpoint`."""
-    config = state["config"]
-    if model is None:
-        model = build_model(**config)
-    elif getattr(model, "config", None) != config:
-        raise CheckpointError(f"checkpoint {path} is for {config}, but the model is "
-                              f"{getattr(model, 'config', type(model).__name__)}; build the model "
-                              f"with zfviz.models.build_model(**checkpoint config) or pass model=None")
-    model.load_state_dict(state["model"])
-    preprocess = None
-    if state.get("preprocess") is not None:
-        p = state["preprocess"]
-        preprocess = zdata.Preprocess(p["mean"], p["std"].view(3))
-    return model, preprocess, state
 
 
 # ------------------------------------------------------------------------------------------
@@ -560,63 +407,6 @@ def snapshot_epochs(spec: str, epochs: int) -> list[int]:
     return chosen
 
 
-def _read_snapshots(path: Path) -> dict:
-    """The snapshot file of a run ({"epochs": [...], "layers": {...}}), checked against the sha256 beside it
-    (written by :func:`_save_snapshots`), or a CheckpointError naming it."""
-    state = _load_recorded(path, "snapshot file", _recorded_hashes(path),
-                           "restore the sidecar, or delete the file to record the snapshots anew")
-    if not (isinstance(state, dict) and isinstance(state.get("epochs"), list)
-            and isinstance(state.get("layers"), dict)):
-        raise CheckpointError(f"{path} is not a zfviz snapshot file (no 'epochs' list and 'layers' dict)")
-    return state
-
-
-def _keep_snapshots(state: dict, last: int) -> dict:
-    """``state`` without the snapshots of epochs after ``last`` (those of an interrupted attempt, redone)."""
-    keep = [i for i, e in enumerate(state["epochs"]) if e <= last]
-    state["epochs"] = [state["epochs"][i] for i in keep]
-    for entry in state["layers"].values():
-        for key in ("values", "indices", "projections"):
-            entry[key] = [entry[key][i] for i in keep]
-    if "convs" in state:
-        state["convs"] = [state["convs"][i] for i in keep]
-    return state
-
-
-def _save_snapshots(path: Path, state: dict) -> None:
-    _publish(path, lambda tmp: torch.save(state, tmp))     # atomic, with its sha256 beside it
-
-
-@torch.no_grad()
-def _record_snapshot(path: Path, net: nn.Module, images: torch.Tensor, epoch: int, seed: int) -> None:
-    """Append, for SNAPSHOT_MAPS seeded maps of every conv layer, the strongest activation over ``images``
-    and its projection (float16), and every conv layer's weights and biases (``state["convs"]``, one dict
-    per epoch: the projections of any map at that epoch can be recomputed from them) to the snapshot file
-    (read again each time, so it survives a resume).
-    Snapshots of ``epoch`` or later already there (from an attempt killed before its checkpoint) are replaced."""
-    from .deconv import strongest_projections
-    state = _read_snapshots(path) if path.is_file() else {"epochs": [], "layers": {}, "convs": []}
-    _keep_snapshots(state, epoch - 1)
-    state.setdefault("convs", [])
-    g = torch.Generator().manual_seed(seed)
-    was_training = net.training
-    net.eval()
-    convs = [m for m in net.children() if isinstance(m, nn.Conv2d)]
-    for layer, conv in enumerate(convs, start=1):
-        maps = torch.randperm(conv.out_channels, generator=g)[:SNAPSHOT_MAPS]
-        entry = state["layers"].setdefault(layer, {"channels": maps, "values": [], "indices": [],
-                                                   "projections": []})
-        top, projections = strongest_projections(net, images, layer, entry["channels"].tolist())
-        entry["values"].append(top.values[:, 0])
-        entry["indices"].append(top.indices[:, 0])
-        entry["projections"].append(projections.half().cpu())
-    state["convs"].append({f"{layer}.{name}": p.detach().float().cpu().clone()
-                           for layer, conv in enumerate(convs, start=1) for name, p in conv.named_parameters()})
-    state["epochs"].append(epoch)
-    net.train(was_training)
-    _save_snapshots(path, state)
-
-
 # What may differ between a checkpoint's train_config and a resumed run's: where and how fast it runs, how
 # long (epochs), and when it records snapshots. Everything else changes the run itself and is refused.
 RESUME_CHANGEABLE = ("epochs", "out", "workers", "device", "checkpoint_every", "compile", "channels_last",
@@ -662,34 +452,6 @@ def _check_same_data(resume: Path, state: dict, train_set) -> None:
                          f"{len(train_set)}: the epoch's order would differ; resume on the same data")
 
 
-def _resume_snapshots(out: Path, resume_dir: Path, wanted: list[int], start: int, step: int, record_now) -> None:
-    """Make ``out/snapshots.pt`` hold every wanted snapshot up to the checkpoint's epoch ``start``, or refuse.
-
-    It is copied from the checkpoint's folder when ``out`` is a new one; snapshots after ``start`` (from an
-    attempt killed before its checkpoint) are dropped, as the run redoes them; a missing snapshot of epoch
-    ``start`` itself is recorded now from the checkpoint's weights (``record_now``), which are that
-    epoch's; earlier ones cannot be, and raise."""
-    path, theirs = out / "snapshots.pt", resume_dir / "snapshots.pt"
-    if not path.is_file() and theirs.is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        _save_snapshots(path, _read_snapshots(theirs))
-    recorded = []
-    if path.is_file():
-        state = _read_snapshots(path)
-        if any(e > start for e in state["epochs"]):
-            _save_snapshots(path, _keep_snapshots(state, start))
-        recorded = state["epochs"]
-    missing = [e for e in wanted if e <= start and e not in recorded]
-    if missing == [start] and step == 0:
-        record_now()
-    elif missing:
-        raise ValueError(f"cannot resume into {out}: its snapshots.pt lacks the Fig. 4 snapshot(s) of epoch(s) "
-                         f"{missing}, which snapshot_epochs asks for and the checkpoint (epoch {start}) has "
-                         f"passed, so those weights are gone. Copy the run's snapshots.pt into {out}, or resume "
-                         f"with --snapshot-epochs naming only epochs after {start} or recorded ones "
-                         f"({sorted(recorded)})")
-
-
 def _resume_best(out: Path, resume_dir: Path, history: list, start: int, step: int, save_now) -> None:
     """Make ``out/best.pt`` hold the epoch of best validation accuracy in ``history`` (up to ``start``), or refuse.
 
@@ -703,7 +465,7 @@ def _resume_best(out: Path, resume_dir: Path, history: list, start: int, step: i
     def holds_best(path: Path) -> bool:
         if not path.is_file():
             return False
-        state = _read_checkpoint(path)
+        state = checkpoints.read_checkpoint(path)
         return state["epoch"] == best and state["info"].get("history") == history[:best]
 
     path, theirs = out / "best.pt", resume_dir / "best.pt"
@@ -711,7 +473,7 @@ def _resume_best(out: Path, resume_dir: Path, history: list, start: int, step: i
         return
     if theirs.resolve() != path.resolve() and holds_best(theirs):
         data = theirs.read_bytes()
-        _publish(path, lambda tmp: tmp.write_bytes(data))
+        checkpoints.publish(path, lambda tmp: tmp.write_bytes(data))
     elif best == start and step == 0:
         save_now()
     else:
@@ -762,8 +524,236 @@ def _all_sum(values: list[float], world: int) -> list[float]:
     return t.tolist()
 
 
+@dataclass
+class TrainingRun:
+    """Everything a training run holds between its steps; what :func:`train`'s callbacks are given.
+
+    Explained in the chapter "Training ZFNet". ``net`` is the network (``model`` the same, wrapped for
+    DistributedDataParallel or torch.compile when asked); ``start``/``start_step``/``sums`` say where a resumed
+    run continues (epoch, step inside it, and that epoch's running loss, correct, seen, rescaled).
+
+    :func:`train`'s ``callbacks`` are objects with any of the methods ``start(run)`` (after set-up, and a
+    resume's state is loaded), ``resume(run, resume_dir)`` (on resuming, before best.pt is checked) and
+    ``epoch_end(run, epoch)`` (main process, after each epoch, before best.pt and last.pt are written).
+    """
+    cfg: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    train_set: object
+    val_set: object
+    net: nn.Module
+    model: nn.Module
+    preprocess: nn.Module
+    opt: torch.optim.Optimizer
+    sched: object
+    sampler: object
+    out: Path
+    run_info: dict
+    conv1_start: torch.Tensor
+    history: list = field(default_factory=list)
+    start: int = 0
+    start_step: int = 0
+    sums: tuple = (0.0, 0, 0, 0)
+
+    @property
+    def main_process(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def first_conv(self) -> nn.Conv2d:
+        return next(m for m in self.net.modules() if isinstance(m, nn.Conv2d))
+
+
+def _check_train_args(cfg, resume, allow_unverified, callbacks) -> list:
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg must be a zfviz.train.TrainConfig, got {type(cfg).__name__}")
+    cfg.validate()                   # again: fields may have been set after construction
+    if not isinstance(allow_unverified, bool):
+        raise TypeError(f"allow_unverified must be True or False, got {allow_unverified!r}")
+    if resume is not None and not isinstance(resume, (str, os.PathLike)):
+        raise TypeError(f"resume must be a checkpoint path (str or pathlib.Path) or None, got {type(resume).__name__}")
+    callbacks = list(callbacks)
+    if snapshot_epochs(cfg.snapshot_epochs, cfg.epochs) and not any(
+            getattr(c, "records_snapshots", False) for c in callbacks):
+        raise ValueError(f"snapshot_epochs={cfg.snapshot_epochs!r} asks for Fig. 4 snapshots: pass "
+                         f"callbacks=[zfviz.evolution.Fig4Snapshots()] (python -m zfviz.train does), or "
+                         f"snapshot_epochs='' for none")
+    return callbacks
+
+
+def _pick_run_device(cfg: TrainConfig, world: int) -> torch.device:
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes ({world})")
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def _build_network(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """The network, initialised as ``cfg`` says (from the seed: the same on a resume)."""
+    net = build_model(cfg.arch, num_classes=num_classes, width=cfg.width,
+                      input_size=cfg.image_size, **cfg.model_options())
+    (init_kaiming_ if cfg.init == "kaiming" else init_paper_)(net)
+    if cfg.conv1_std > 0:
+        init_paper_(next(m for m in net.modules() if isinstance(m, nn.Conv2d)), cfg.conv1_std)
+    for m in net.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = cfg.dropout
+    return net
+
+
+def _set_up(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> TrainingRun:
+    """Data, network, input transform, optimiser and schedule of a fresh run (the order keeps the RNG's)."""
+    from torch.utils.data import DistributedSampler
+    seed_everything(cfg.seed)
+    train_set, val_set = _datasets(cfg)
+    net = _build_network(cfg, len(train_set.classes))
+    conv1_start = next(m for m in net.modules() if isinstance(m, nn.Conv2d)).weight.detach().clone()
+    preprocess = _fit_preprocess(cfg, train_set)
+    net.to(device)
+    if cfg.channels_last:
+        net.to(memory_format=torch.channels_last)
+    preprocess.to(device)
+    if rank:
+        torch.manual_seed(cfg.seed + rank)     # other dropout masks in other processes; rank 0 as ever
+    model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    if cfg.compile:
+        model = torch.compile(model)
+    # DistributedSampler's order is randperm(seed + epoch); this seed keeps the order of earlier runs.
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed * 100_003)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor,
+                                                       patience=cfg.lr_patience, min_lr=cfg.min_lr)
+    run_info = {"classes": train_set.classes, "train_config": asdict(cfg), "train_size": len(train_set)}
+    return TrainingRun(cfg, device, rank, world, train_set, val_set, net, model, preprocess, opt, sched, sampler,
+                       Path(cfg.out), run_info, conv1_start)
+
+
+def _restore(run: TrainingRun, resume: Path, resume_state: dict) -> None:
+    """Load a checkpoint's weights, input transform, optimiser, schedule, RNG and place into ``run``."""
+    _check_same_data(resume, resume_state, run.train_set)
+    _, pre, state = checkpoints.apply_checkpoint(resume, resume_state, run.net)
+    run.preprocess.load_state_dict(pre.state_dict())
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    run.history, run.start = state["info"].get("history", []), state["epoch"]
+    run.start_step, run.sums = state["info"].get("step", 0), tuple(state["info"].get("epoch_sums", run.sums))
+
+
+def _resume_outputs(run: TrainingRun, resume: Path, callbacks: list) -> None:
+    """Make the run's folder hold what the checkpoint's does (callbacks' files, best.pt), or refuse."""
+    for c in callbacks:
+        if hasattr(c, "resume"):
+            c.resume(run, resume.parent)
+    _resume_best(run.out, resume.parent, run.history, run.start, run.start_step, lambda: save_checkpoint(
+        run.out / "best.pt", run.net, run.preprocess, epoch=run.start, history=run.history, **run.run_info))
+    print(f"resumed from {resume} at epoch {run.start}, step {run.start_step}"
+          + ("; nothing left to train" if run.start >= run.cfg.epochs else ""), flush=True)
+
+
+def _epoch_batches(run: TrainingRun, epoch: int, first: int):
+    """This process's batches of ``epoch``, less the ``first`` steps a resumed run has done already."""
+    from torch.utils.data import DataLoader
+    cfg, per_process = run.cfg, run.cfg.batch_size // run.world
+    if hasattr(run.train_set, "set_epoch"):
+        run.train_set.set_epoch(epoch)                        # fresh composites for this epoch
+    run.sampler.set_epoch(epoch)                              # and a fresh order
+    order = list(run.sampler)[first * per_process:]
+    if hasattr(run.train_set, "images"):
+        # An in-memory set (the clip art): batches come straight from the epoch's images, moved to the
+        # device once per epoch, so a GPU is not left waiting on per-image Python indexing and collation.
+        # Same batches and values as the DataLoader path (image = uint8 / 255).
+        return _device_batches(run.train_set, order, per_process, run.device)
+    # Its own generator: a DataLoader draws a seed when iterated, which must not move the global
+    # RNG that dropout uses (a resumed run would then drop other units than the original).
+    return DataLoader(run.train_set, batch_size=per_process, sampler=order, num_workers=cfg.workers,
+                      generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+
+
+def _train_epoch(run: TrainingRun, epoch: int, progress: bool) -> tuple:
+    """One epoch of updates; returns this process's (loss sum, correct, seen, filters rescaled)."""
+    from tqdm.auto import tqdm
+    cfg, device = run.cfg, run.device
+    run.model.train()
+    first = run.start_step if epoch == run.start else 0       # > 0 only when resuming mid-epoch
+    loss_sum, correct, seen, rescaled = run.sums if epoch == run.start else (0.0, 0, 0, 0)
+    loader = _epoch_batches(run, epoch, first)
+    n_steps = first + len(loader)
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=first, total=n_steps,
+               disable=not (progress and run.main_process), leave=False)
+    for k, (x, y) in enumerate(bar, start=first):
+        x, y = run.preprocess(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss, logits, n = train_step(run.model, run.opt, x, y, cfg.max_filter_rms, cfg.amp)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"training diverged: the loss is {loss_value} at epoch {epoch + 1}, step {k + 1} of {n_steps} "
+                f"(lr {run.opt.param_groups[0]['lr']:g}); the checkpoints hold the state before it. Lower the "
+                f"learning rate (e.g. --lr {cfg.lr / 10:g}) and start a new run")
+        rescaled, loss_sum, seen = rescaled + n, loss_sum + loss_value * len(y), seen + len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        if run.main_process and cfg.checkpoint_every and (k + 1) % cfg.checkpoint_every == 0 and k + 1 < n_steps:
+            save_checkpoint(run.out / "last.pt", run.net, run.preprocess, run.opt, run.sched, epoch, step=k + 1,
+                            epoch_sums=[loss_sum, correct, seen, rescaled], history=run.history, **run.run_info)
+    return loss_sum, correct, seen, rescaled
+
+
+def _anneal(run: TrainingRun, epoch: int, val_loss: float) -> None:
+    # The paper anneals when the validation *error* plateaus; on 320 validation images the error
+    # jumps by a few points from epoch to epoch, so we watch the smoother validation loss.
+    cfg = run.cfg
+    if cfg.lr_step_epochs():   # a fixed schedule: the same annealing epochs for runs that are to be compared
+        if epoch + 1 in cfg.lr_step_epochs():
+            for group in run.opt.param_groups:
+                group["lr"] = max(group["lr"] * cfg.lr_factor, cfg.min_lr)
+    else:
+        run.sched.step(val_loss)
+
+
+def _epoch_row(run: TrainingRun, epoch: int, sums: tuple, t0: float) -> dict:
+    """Validate, anneal, and the epoch's line of the history."""
+    # Every process saw its share of the epoch: add up the counts (filters are rescaled alike in all).
+    loss_sum, correct, seen, rescaled = _all_sum(list(sums), run.world)
+    correct, seen, rescaled = int(correct), int(seen), int(rescaled) // run.world
+    val = _evaluate_set(run.net, run.preprocess, run.val_set, run.device, run.cfg.workers)
+    _anneal(run, epoch, val["loss"])
+    weight = run.first_conv.weight.detach()
+    return {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": run.opt.param_groups[0]["lr"],
+            "filters_rescaled": rescaled, "conv1_rms": _filter_rms(run.net),
+            "conv1_neighbour_correlation": round(neighbour_correlation(weight).mean().item(), 4),
+            "conv1_moved": round(((weight - run.conv1_start).norm() / run.conv1_start.norm()).item(), 4),
+            "time_s": time.time() - t0}
+
+
+def _write_epoch(run: TrainingRun, epoch: int, row: dict, best_accuracy: float, callbacks: list) -> float:
+    """Print the epoch; callbacks (snapshots), then best.pt, then last.pt and history.json. Returns the best
+    validation accuracy so far. Killed in between, a resume from the previous last.pt redoes this epoch and
+    writes them all again (the same), so none is ever lost."""
+    print(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f}  "
+          f"val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f}  lr {row['lr']:.0e}  "
+          f"rescaled {row['filters_rescaled']}  {row['time_s']:.0f}s", flush=True)
+    for c in callbacks:
+        if hasattr(c, "epoch_end"):
+            c.epoch_end(run, epoch + 1)
+    if row["val_accuracy"] > best_accuracy:
+        best_accuracy = row["val_accuracy"]
+        save_checkpoint(run.out / "best.pt", run.net, run.preprocess, epoch=epoch + 1, history=run.history,
+                        **run.run_info)
+    save_checkpoint(run.out / "last.pt", run.net, run.preprocess, run.opt, run.sched, epoch + 1,
+                    history=run.history, **run.run_info)
+    (run.out / "history.json").write_text(json.dumps(run.history, indent=1) + "\n")
+    return best_accuracy
+
+
 def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True, *,
-          allow_unverified: bool = False) -> dict:
+          allow_unverified: bool = False, callbacks=()) -> dict:
     """Train a network with the paper's recipe; returns the history and final metrics.
 
     Explained in the chapter "Training ZFNet". Writes ``<out>/last.pt`` after every epoch, and every
@@ -785,196 +775,38 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     1/N of every global batch of ``batch_size`` images through a ``DistributedSampler``, gradients are
     averaged, and process 0 alone prints and writes checkpoints. With one process the sampler gives the
     same order as ever, so a run is the same whatever the number of processes, up to float rounding
-    and dropout masks (``dropout=0`` removes the latter).
+    and dropout masks (``dropout=0`` removes the latter). ``callbacks``: see :class:`TrainingRun`; Fig. 4
+    snapshots (``cfg.snapshot_epochs``) need ``callbacks=[zfviz.evolution.Fig4Snapshots()]``, else ValueError.
     """
-    from torch.utils.data import DataLoader, DistributedSampler
-    from tqdm.auto import tqdm
-    if not isinstance(cfg, TrainConfig):
-        raise TypeError(f"cfg must be a zfviz.train.TrainConfig, got {type(cfg).__name__}")
-    cfg.validate()                   # again: fields may have been set after construction
-    if not isinstance(allow_unverified, bool):
-        raise TypeError(f"allow_unverified must be True or False, got {allow_unverified!r}")
-    if resume is not None and not isinstance(resume, (str, os.PathLike)):
-        raise TypeError(f"resume must be a checkpoint path (str or pathlib.Path) or None, got {type(resume).__name__}")
+    callbacks = _check_train_args(cfg, resume, allow_unverified, callbacks)
     rank, world = _distributed()
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes ({world})")
-    device = pick_device(cfg.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    main_process = rank == 0
+    device = _pick_run_device(cfg, world)
     if resume is not None:       # checked before the data are built: a refusal costs nothing
-        resume_state = _read_checkpoint(resume, allow_unverified=allow_unverified)
-        _check_resumable(Path(resume), resume_state, cfg)
-    if main_process:
+        resume, resume_state = Path(resume), checkpoints.read_checkpoint(resume, allow_unverified=allow_unverified)
+        _check_resumable(resume, resume_state, cfg)
+    if rank == 0:
         print(f"device: {device}  (torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
               f"{world} process{'es' if world > 1 else ''})", flush=True)
-    seed_everything(cfg.seed)
-    train_set, val_set = _datasets(cfg)
-    net = build_model(cfg.arch, num_classes=len(train_set.classes), width=cfg.width,
-                      input_size=cfg.image_size, **cfg.model_options())
-    (init_kaiming_ if cfg.init == "kaiming" else init_paper_)(net)
-    first_conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
-    if cfg.conv1_std > 0:
-        init_paper_(first_conv, cfg.conv1_std)
-    conv1_start = first_conv.weight.detach().clone()   # the same on a resume: built from the seed again
-    for m in net.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = cfg.dropout
-    preprocess = _fit_preprocess(cfg, train_set)
-    net.to(device)
-    if cfg.channels_last:
-        net.to(memory_format=torch.channels_last)
-    preprocess.to(device)
-    if rank:
-        torch.manual_seed(cfg.seed + rank)     # other dropout masks in other processes; rank 0 as ever
-    model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
-    if cfg.compile:
-        model = torch.compile(model)
-    # DistributedSampler's order is randperm(seed + epoch); this seed keeps the order of earlier runs.
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
-                                 seed=cfg.seed * 100_003)
-    per_process = cfg.batch_size // world
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor,
-                                                       patience=cfg.lr_patience, min_lr=cfg.min_lr)
-    steps = cfg.lr_step_epochs()
-    snapshots = snapshot_epochs(cfg.snapshot_epochs, cfg.epochs)
-    history, start, start_step, sums = [], 0, 0, (0.0, 0, 0, 0)
-    out = Path(cfg.out)
-    run_info = {"classes": train_set.classes, "train_config": asdict(cfg), "train_size": len(train_set)}
+    run = _set_up(cfg, rank, world, device)
     if resume is not None:
-        _check_same_data(Path(resume), resume_state, train_set)
-        _, pre, state = _apply_checkpoint(Path(resume), resume_state, net)
-        preprocess.load_state_dict(pre.state_dict())
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        history, start = state["info"].get("history", []), state["epoch"]
-        start_step, sums = state["info"].get("step", 0), tuple(state["info"].get("epoch_sums", sums))
-    snapshot_images = None
-    if snapshots:   # a fixed image set: the first validation images, preprocessed (after a resume's preprocess)
-        first_images = torch.stack([val_set[i][0] for i in range(min(SNAPSHOT_IMAGES, len(val_set)))])
-        snapshot_images = preprocess(first_images.to(device))
-    if resume is not None and main_process:
-        resume_dir = Path(resume).parent
-        _resume_snapshots(out, resume_dir, snapshots, start, start_step, lambda: _record_snapshot(
-            out / "snapshots.pt", net, snapshot_images, start, cfg.seed))
-        _resume_best(out, resume_dir, history, start, start_step, lambda: save_checkpoint(
-            out / "best.pt", net, preprocess, epoch=start, history=history, **run_info))
-        print(f"resumed from {resume} at epoch {start}, step {start_step}"
-              + ("; nothing left to train" if start >= cfg.epochs else ""), flush=True)
-    best_accuracy = max((h["val_accuracy"] for h in history), default=-math.inf)
-    t0 = time.time() - (history[-1]["time_s"] if history else 0.0)
-    for epoch in range(start, cfg.epochs):
-        model.train()
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)                        # fresh composites for this epoch
-        sampler.set_epoch(epoch)                              # and a fresh order
-        first = start_step if epoch == start else 0           # > 0 only when resuming mid-epoch
-        loss_sum, correct, seen, rescaled = sums if epoch == start else (0.0, 0, 0, 0)
-        order = list(sampler)[first * per_process:]         # this process's images, less those already done
-        # Its own generator: a DataLoader draws a seed when iterated, which must not move the global
-        # RNG that dropout uses (a resumed run would then drop other units than the original).
-        if hasattr(train_set, "images"):
-            # An in-memory set (the clip art): batches come straight from the epoch's images, moved to the
-            # device once per epoch, so a GPU is not left waiting on per-image Python indexing and collation.
-            # Same batches and values as the DataLoader path (image = uint8 / 255).
-            loader = _device_batches(train_set, order, per_process, device)
-        else:
-            loader = DataLoader(train_set, batch_size=per_process, sampler=order, num_workers=cfg.workers,
-                                generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        n_steps = first + len(loader)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", initial=first, total=n_steps,
-                   disable=not (progress and main_process), leave=False)
-        for k, (x, y) in enumerate(bar, start=first):
-            x, y = preprocess(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            loss, logits, n = train_step(model, opt, x, y, cfg.max_filter_rms, cfg.amp)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(
-                    f"training diverged: the loss is {loss_value} at epoch {epoch + 1}, step {k + 1} of {n_steps} "
-                    f"(lr {opt.param_groups[0]['lr']:g}); the checkpoints hold the state before it. Lower the "
-                    f"learning rate (e.g. --lr {cfg.lr / 10:g}) and start a new run")
-            rescaled += n
-            loss_sum += loss_value * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
-            if main_process and cfg.checkpoint_every and (k + 1) % cfg.checkpoint_every == 0 and k + 1 < n_steps:
-                save_checkpoint(out / "last.pt", net, preprocess, opt, sched, epoch, step=k + 1,
-                                epoch_sums=[loss_sum, correct, seen, rescaled], history=history, **run_info)
-        # Every process saw its share of the epoch: add up the counts (filters are rescaled alike in all).
-        loss_sum, correct, seen, rescaled = _all_sum([loss_sum, correct, seen, rescaled], world)
-        correct, seen, rescaled = int(correct), int(seen), int(rescaled) // world
-        val = _evaluate_set(net, preprocess, val_set, device, cfg.workers)
-        # The paper anneals when the validation *error* plateaus; on 320 validation images the error
-        # jumps by a few points from epoch to epoch, so we watch the smoother validation loss.
-        if steps:       # a fixed schedule: the same annealing epochs for runs that are to be compared
-            if epoch + 1 in steps:
-                for group in opt.param_groups:
-                    group["lr"] = max(group["lr"] * cfg.lr_factor, cfg.min_lr)
-        else:
-            sched.step(val["loss"])
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-               "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": opt.param_groups[0]["lr"],
-               "filters_rescaled": rescaled, "conv1_rms": _filter_rms(net),
-               "conv1_neighbour_correlation": round(neighbour_correlation(first_conv.weight).mean().item(), 4),
-               "conv1_moved": round(((first_conv.weight.detach() - conv1_start).norm() / conv1_start.norm()).item(), 4),
-               "time_s": time.time() - t0}
-        history.append(row)
-        if not main_process:
-            continue
-        print(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f}  "
-              f"val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f}  lr {row['lr']:.0e}  "
-              f"rescaled {rescaled}  {row['time_s']:.0f}s", flush=True)
-        # The snapshot and best.pt first, last.pt after: killed in between, a resume from the previous
-        # last.pt redoes this epoch and writes both again (the same), so none is ever lost.
-        if epoch + 1 in snapshots:
-            _record_snapshot(out / "snapshots.pt", net, snapshot_images, epoch + 1, cfg.seed)
-        if row["val_accuracy"] > best_accuracy:
-            best_accuracy = row["val_accuracy"]
-            save_checkpoint(out / "best.pt", net, preprocess, epoch=epoch + 1, history=history, **run_info)
-        save_checkpoint(out / "last.pt", net, preprocess, opt, sched, epoch + 1, history=history, **run_info)
-        (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-    return {"history": history, "model": net, "preprocess": preprocess}
-
-
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m zfviz.train", description=__doc__.split("\n\n")[0])
-    for f in fields(TrainConfig):
-        flag, help = "--" + f.name.replace("_", "-"), f.metadata["help"]
-        if isinstance(f.default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help)
-        else:
-            p.add_argument(flag, type=type(f.default), default=f.default, help=help + " (default: %(default)r)")
-    changeable = ", ".join("--" + name.replace("_", "-") for name in RESUME_CHANGEABLE)
-    p.add_argument("--resume", default=None, metavar="LAST_PT",
-                   help="continue the run of this checkpoint (a last.pt, with its .sha256 beside it). Every option "
-                        f"must be the checkpoint's, except {changeable}: "
-                        "--epochs may extend the run; --out may name a new folder (snapshots.pt and best.pt are "
-                        "copied there); --data-root may move the same images; --snapshot-epochs may change "
-                        "future snapshots (those already passed must be recorded). Anything else is refused")
-    p.add_argument("--allow-unverified", action="store_true",
-                   help="with --resume: accept a checkpoint that has no .sha256 beside it (its integrity unchecked)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs and CI)")
-    args = vars(p.parse_args(argv))
-    resume, threads, no_progress = args.pop("resume"), args.pop("threads"), args.pop("no_progress")
-    allow_unverified = args.pop("allow_unverified")
-    if allow_unverified and resume is None:
-        p.error("--allow-unverified applies to --resume only")
-    if threads:
-        torch.set_num_threads(threads)
-    cfg = TrainConfig(**args)
-    try:
-        train(cfg, resume=resume, progress=not no_progress, allow_unverified=allow_unverified)
-    finally:
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        _restore(run, resume, resume_state)
+    for c in callbacks:
+        if hasattr(c, "start"):
+            c.start(run)
+    if resume is not None and run.main_process:
+        _resume_outputs(run, resume, callbacks)
+    best_accuracy = max((h["val_accuracy"] for h in run.history), default=-math.inf)
+    t0 = time.time() - (run.history[-1]["time_s"] if run.history else 0.0)
+    for epoch in range(run.start, cfg.epochs):
+        row = _epoch_row(run, epoch, _train_epoch(run, epoch, progress), t0)
+        run.history.append(row)
+        if run.main_process:
+            best_accuracy = _write_epoch(run, epoch, row, best_accuracy, callbacks)
+    return {"history": run.history, "model": run.net, "preprocess": run.preprocess}
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m zfviz.train`: the command line lives in zfviz.cli, above the modules it wires together
+    # (training here, the Fig. 4 recorder in zfviz.evolution), so that this module imports neither.
+    from zfviz.cli import train_main
+    train_main()
