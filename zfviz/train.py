@@ -33,7 +33,7 @@ from torch import nn
 from . import checkpoints, layers
 from . import data as zdata
 from .checkpoints import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint  # noqa: F401 (re-exported)
-from .features import neighbour_correlation
+from .filters import neighbour_correlation
 from .models import build_model, init_kaiming_, init_paper_
 
 __all__ = ["TrainConfig", "train", "train_step", "evaluate", "snapshot_epochs", "PAPER_SNAPSHOT_EPOCHS", "renormalize_filters_", "save_checkpoint",
