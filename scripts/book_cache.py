@@ -4,7 +4,7 @@
 
 Jupyter Book's cache (``execute_notebooks: cache``) re-runs a chapter only when the chapter's code cells
 change; every chapter imports ``zfviz`` and reads ``data/``, so an edit there would leave stale outputs on
-the pages. This script hashes ``zfviz/*.py``, ``data/MANIFEST.tsv`` (the sha256 of every data file) and
+the pages. This script hashes every file of ``zfviz/`` (source and package data), ``data/MANIFEST.tsv`` (the sha256 of every data file) and
 the lock file, and empties the cache (``_build/.jupyter_cache``) when the hash differs from the one stored
 beside it by the previous build, so the next build executes every chapter again.
 """
@@ -19,9 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def source_key(root: Path = ROOT) -> str:
-    """sha256 over the package's source, the data manifest and the lock file (names and contents)."""
+    """sha256 over the package (its source and its data files, e.g. the explorers' HTML), the data manifest
+    and the lock file (names and contents)."""
     h = hashlib.sha256()
-    files = sorted((root / "zfviz").glob("*.py")) + [root / "data" / "MANIFEST.tsv", root / "requirements-lock.txt"]
+    package = sorted(f for f in (root / "zfviz").rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+    files = package + [root / "data" / "MANIFEST.tsv", root / "requirements-lock.txt"]
     for f in files:
         if f.is_file():
             h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")

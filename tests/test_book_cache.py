@@ -40,3 +40,16 @@ def test_key_covers_names_and_contents(tmp_path):
     (root / "zfviz" / "models.py").rename(root / "zfviz" / "train.py")    # same bytes, another file
     assert book_cache.source_key(root) != key
     assert book_cache.source_key(ROOT) == book_cache.source_key(ROOT)      # deterministic
+
+
+def test_key_covers_the_package_data_and_not_its_bytecode(tmp_path):
+    """An explorer's HTML template is package data: editing it changes the static pages, so the cache goes."""
+    root = _tree(tmp_path)
+    (root / "zfviz" / "explorers").mkdir()
+    (root / "zfviz" / "explorers" / "page.html").write_text("<p>a</p>")
+    key = book_cache.source_key(root)
+    (root / "zfviz" / "__pycache__").mkdir()
+    (root / "zfviz" / "__pycache__" / "models.cpython-311.pyc").write_bytes(b"\0")
+    assert book_cache.source_key(root) == key                               # bytecode is not source
+    (root / "zfviz" / "explorers" / "page.html").write_text("<p>b</p>")
+    assert book_cache.source_key(root) != key
