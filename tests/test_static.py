@@ -1,10 +1,17 @@
 """zfviz.static: the precomputed explorers hold exactly what the live functions compute, in working HTML."""
 import base64
 import copy
+import fnmatch
+import hashlib
 import io
 import json
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
+from importlib import resources
+from pathlib import Path
+from string import Template
 
 import numpy as np
 import pytest
@@ -15,7 +22,7 @@ from torch import nn
 from zfviz import data, models, occlusion
 from zfviz.static import (_component, _script_json, decode_uri, picture_uri, static_deconv_explorer,
                           static_occlusion_explorer)
-from zfviz.widgets import deconv_view, occlusion_view
+from zfviz.views import deconv_view, occlusion_view
 
 S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's default)
 
@@ -417,3 +424,79 @@ def test_hostile_class_names_reach_the_page_as_data_only(teaching):
     assert [im["target"] for im in occ_data["images"]] == [HOSTILE[int(t)] for t in y[:2]]
     for attrs, text in parsed.scripts:
         assert "<" not in text if attrs else "</" not in text     # the code is ours: no markup in it either
+
+
+# ----------------------------------------------------------------------------------------------
+# The explorers' markup, styles and scripts are package data (zfviz/explorers, issue 17)
+# ----------------------------------------------------------------------------------------------
+
+EXPLORERS = resources.files("zfviz") / "explorers"
+# sha256 of each page less its JSON data, as zfviz.static wrote it before the markup and scripts moved out of
+# its Python strings: the move changed no byte. (A deliberate change to the explorers' page updates these.)
+PINNED = {"deconv-test": "8a15b91a41441d0a7ad8d68c3b19e41a6c4a850a77232f7fed5b1312b6c38bda",
+          "occ-ints": "445acd380010c5e5fe8476d74f3a02dbec3f045961d21f76cfe2036409fc73da"}
+
+
+def _skeleton(page: str) -> str:
+    """The page without its data (the JSON in the first <script>): markup, styles and script only."""
+    skeleton, found = re.subn(r'(<script type="application/json" id="[a-z0-9-]+-data">).*?(</script>)', r"\1\2",
+                              page, flags=re.S)
+    assert found == 1
+    return skeleton
+
+
+@pytest.fixture(scope="module")
+def two_pages(teaching):
+    net, pre, val = teaching
+    return (static_deconv_explorer(net, pre, val, [2], {1: [0]}, name="deconv-test"),
+            static_occlusion_explorer(_Tiny(), IMAGES, [0, 2], 4, 4, fill=0.25, name="occ-ints"))
+
+
+def test_the_pages_are_byte_for_byte_those_written_before_the_move(two_pages):
+    for explorer in two_pages:
+        digest = hashlib.sha256(_skeleton(explorer.html).encode("utf-8")).hexdigest()
+        assert digest == PINNED[explorer.name], f"{explorer.kind}: the page's markup or script changed"
+
+
+def test_the_pages_carry_the_package_data_files_verbatim(two_pages):
+    styles = json.loads((EXPLORERS / "styles.json").read_text(encoding="utf-8"))
+    for explorer, size in zip(two_pages, [None, {"width": 12, "height": 12}]):
+        page, kind = explorer.html, explorer.kind
+        script = (EXPLORERS / f"{kind}.js").read_text(encoding="utf-8")
+        assert page.count(script) == 1 and f"textContent);\n{script}}})();</script></div>" in page
+        # The templates' line breaks and indentation are for their readers; the page has none of them.
+        markup = re.sub(r"\n[ \t]*", "", (EXPLORERS / f"{kind}.html").read_text(encoding="utf-8"))
+        body = Template(markup).substitute(styles, **(size or {}))
+        assert page.count(body) == 1 and "${" not in body
+        assert page.startswith(f'<div class="zfviz-explorer zfviz-{kind}" id="{explorer.name}" data-kind="{kind}" '
+                               f'style="{styles["explorer"]}">{body}<script type="application/json"')
+
+
+def test_every_explorer_file_goes_into_the_wheel():
+    tomllib = pytest.importorskip("tomllib")                 # Python >= 3.11
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["zfviz"]
+    files = sorted(f.name for f in EXPLORERS.iterdir() if f.is_file())
+    assert {"component.html", "deconv.html", "deconv.js", "occlusion.html", "occlusion.js", "styles.json"} <= set(files)
+    for name in files:
+        assert any(fnmatch.fnmatch(f"explorers/{name}", p) for p in patterns), f"{name} is not package data"
+
+
+def test_the_static_pages_build_without_ipywidgets_or_ipython():
+    """zfviz.static imports zfviz.views, never zfviz.widgets: the book's pages build where no widget library is."""
+    code = """if True:
+        import sys
+        sys.modules["ipywidgets"] = None        # import ipywidgets (or IPython) now raises ImportError
+        sys.modules["IPython"] = None
+        import torch
+        from torch import nn
+        from zfviz import static, views
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+        explorer = static.static_occlusion_explorer(model, torch.rand(1, 3, 12, 12), [0], 4, 4)
+        assert explorer.html.startswith('<div class="zfviz-explorer zfviz-occlusion"')
+        assert "zfviz.widgets" not in sys.modules, "zfviz.static imported zfviz.widgets"
+        print("ok")
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

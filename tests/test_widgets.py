@@ -160,6 +160,12 @@ def test_show_view_draws_three_titled_panels_with_the_box(teaching):
         widgets.show_view({"image": view["image"]})
 
 
+def test_the_pure_functions_stay_importable_from_widgets():
+    from zfviz import views
+    for name in views.__all__:
+        assert getattr(widgets, name) is getattr(views, name), name     # re-exported, not copied
+
+
 def test_every_public_name_names_its_chapter():
     for name in widgets.__all__:
         doc = inspect.getdoc(getattr(widgets, name)) or ""
@@ -474,9 +480,11 @@ def two_views(teaching):
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"classes": ["a"]}, ValueError, r"classes must name every class the figure shows: it has 1 names, but class"),
     ({"classes": "abc"}, TypeError, r"classes must be a list of class names \(or None\); got str"),
-    ({"size": 0}, ValueError, r"size must be a figure height in inches, a number > 0; got 0"),
-    ({"size": float("nan")}, ValueError, r"size must be a figure height in inches"),
-    ({"size": "2"}, ValueError, r"size must be a figure height in inches"),
+    ({"inches": 0}, ValueError, r"inches must be a figure height in inches, a number > 0; got 0"),
+    ({"inches": float("nan")}, ValueError, r"inches must be a figure height in inches"),
+    ({"inches": "2"}, ValueError, r"inches must be a figure height in inches"),
+    ({"inches": True}, ValueError, r"inches must be a figure height in inches"),
+    ({"inches": 2.0, "size": 2.0}, TypeError, r"takes the panel height as inches=\.\.\.; size=\.\.\. is its old name"),
 ])
 def test_show_view_and_show_occlusion_bad_arguments(two_views, kwargs, error, match):
     deconv_view, occlusion_view = two_views
@@ -485,6 +493,31 @@ def test_show_view_and_show_occlusion_bad_arguments(two_views, kwargs, error, ma
     with pytest.raises(error, match=match):
         widgets.show_occlusion(occlusion_view, **kwargs)
     assert not matplotlib.pyplot.get_fignums()
+
+
+def test_size_the_old_name_of_inches_still_works_with_a_deprecation_warning(two_views):
+    deconv_view, occlusion_view = two_views
+    for show, view in ((widgets.show_view, deconv_view), (widgets.show_occlusion, occlusion_view)):
+        with pytest.warns(DeprecationWarning, match=rf"{show.__name__}\(size=\.\.\.\) is deprecated; use inches="):
+            old = show(view, size=2.0)
+        new = show(view, inches=2.0)
+        try:
+            assert tuple(old.get_size_inches()) == tuple(new.get_size_inches())
+            assert tuple(show(view, None, 2.0).get_size_inches()) == tuple(new.get_size_inches())   # positional
+        finally:
+            matplotlib.pyplot.close("all")
+        with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=r"size must be a figure height"):
+            show(view, size=0)                  # the message names the keyword the caller used
+    assert not matplotlib.pyplot.get_fignums()
+
+
+def test_show_view_still_takes_a_view_as_a_dict(two_views):
+    deconv_view, _ = two_views
+    fig = widgets.show_view(dict(deconv_view))                  # deconv_view returned a dict before issue 17
+    try:
+        assert [len(ax.patches) for ax in fig.axes] == [1, 0, 0]
+    finally:
+        matplotlib.pyplot.close(fig)
 
 
 @pytest.mark.parametrize("box", [(1, 2, 3), (0, 0, 5, 5, 5), None, (0, 0, float("nan"), 4), (5, 0, 1, 4), "abcd"])

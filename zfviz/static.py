@@ -4,22 +4,29 @@ Explained in the chapters "The deconvnet, step by step" (book/deconvnet) and "Oc
 (book/occlusion).
 
 The ipywidgets explorers need a running Python kernel; on the published book there is none. These build the
-same views ahead of time, with the same pure functions (``zfviz.widgets.deconv_view`` and
-``zfviz.occlusion.occlusion_probabilities``), and wrap them in a small self-contained HTML/JavaScript
-component: the pictures are embedded as data URIs and a few lines of JavaScript switch between them, so the
-page works offline, without a kernel and without any library. In a notebook the object displays itself
-(``_repr_html_``); ``explorer.views`` holds what was precomputed, for tests and for readers.
+same views ahead of time, with the same pure functions (``zfviz.views.deconv_view`` and
+``zfviz.occlusion.occlusion_probabilities``; no ipywidgets needed), and wrap them in a small self-contained
+HTML/JavaScript component: the pictures are embedded as data URIs and a few lines of JavaScript switch between
+them, so the page works offline, without a kernel and without any library. In a notebook the object displays
+itself (``_repr_html_``); ``explorer.views`` holds what was precomputed, for tests and for readers.
+
+The component's markup, styles and scripts are package data, in ``zfviz/explorers``: ``component.html`` wraps
+each explorer, ``deconv.html``/``occlusion.html`` are its controls and pictures, ``deconv.js``/``occlusion.js``
+its script, ``styles.json`` the inline styles the templates share.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import html
 import io
 import json
 import math
 import re
 from collections.abc import Iterable, Sequence
+from importlib import resources
+from string import Template
 
 import numpy as np
 import torch
@@ -28,7 +35,7 @@ from torch import nn
 
 from . import occlusion
 from ._checks import check_int, check_real, show
-from .widgets import deconv_view
+from .views import deconv_view
 
 __all__ = ["StaticExplorer", "static_deconv_explorer", "static_occlusion_explorer", "picture_uri", "decode_uri"]
 
@@ -212,55 +219,48 @@ def _script_json(value) -> str:
     return text.translate(_SCRIPT_ESCAPES)
 
 
+# ----------------------------------------------------------------------------------------------
+# The component's markup and scripts: package data in zfviz/explorers
+# ----------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _asset(name: str) -> str:
+    """A file of zfviz/explorers (package data, so a wheel carries it), as text."""
+    return resources.files(__package__).joinpath("explorers", name).read_text(encoding="utf-8")
+
+
+def _markup(template: str, /, **values) -> str:
+    """The HTML template ``template`` of zfviz/explorers, its ``${...}`` filled from styles.json and ``values``.
+
+    The file's line breaks, and the indentation after them, are for its reader: the page gets one line of markup
+    (so a break may stand only where the markup has no character, e.g. between two tags)."""
+    text = re.sub(r"\n[ \t]*", "", _asset(template))
+    return Template(text).substitute(json.loads(_asset("styles.json")), **values)
+
+
+def _script(name: str) -> str:
+    """The explorer's JavaScript, ``name`` of zfviz/explorers. The script has always begun on a line of its own
+    after the component's set-up, so the published pages stay byte for byte the same."""
+    return "\n" + _asset(name)
+
+
 def _component(name: str, kind: str, data: dict, body: str, script: str) -> str:
-    """The HTML of one explorer: its markup, its data as JSON, and its script, all scoped by ``name``.
+    """The HTML of one explorer (component.html): its markup, its data as JSON, and its script, all scoped by ``name``.
 
     Every text that comes from the caller (class names, above all) travels in the JSON and reaches the page
     through ``textContent``, never as markup; ``name`` and ``kind`` are escaped for the attribute and the script
     as well, though ``_check_name`` already keeps them to [a-z0-9-]."""
-    attr_name, attr_kind = html.escape(name, quote=True), html.escape(kind, quote=True)
-    js_name, js_data = _script_json(name), _script_json(f"{name}-data")
-    return (f'<div class="zfviz-explorer zfviz-{attr_kind}" id="{attr_name}" data-kind="{attr_kind}" '
-            f'style="font-family:sans-serif;font-size:14px;background:#fff;color:#111;padding:6px;'
-            f'border:1px solid #ccc;border-radius:4px;max-width:640px">{body}'
-            f'<script type="application/json" id="{attr_name}-data">{_script_json(data)}</script>'
-            f'<script>(function(){{const root=document.getElementById({js_name});'
-            f'const D=JSON.parse(document.getElementById({js_data}).textContent);{script}}})();</script></div>')
+    return _markup("component.html", name=html.escape(name, quote=True), kind=html.escape(kind, quote=True),
+                   body=body, data=_script_json(data), js_name=_script_json(name),
+                   js_data=_script_json(f"{name}-data"), script=script)
 
 
-_LABEL = 'style="margin-right:10px"'
-_FIGURE = "position:relative;display:inline-block;margin:4px;width:224px;height:224px"
-_IMG = "width:224px;height:224px;image-rendering:pixelated;display:block"
-_BOX = "position:absolute;border:2px solid #FFB000;box-sizing:border-box;pointer-events:none"
+# ----------------------------------------------------------------------------------------------
+# The deconvnet explorer
+# ----------------------------------------------------------------------------------------------
 
-
-def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, channels: dict, classes=None,
-                           name: str = "deconv-explorer", quality: int = 90) -> StaticExplorer:
-    """The deconvnet explorer for a page without a kernel: pick a layer, a feature map and an image.
-
-    Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
-
-    Args:
-        model, preprocess, dataset: as :func:`zfviz.widgets.deconv_view` (e.g. the teaching ZFNet, its
-            preprocess and ``zfviz.data.ClipArt("val")``).
-        indices: the images offered, distinct indices into ``dataset`` (a few: every view is stored); NumPy
-            and tensor integers are taken as ints. Each image must be (3, H, W), finite, in [0, 1].
-        channels: ``{layer: [feature maps]}`` offered for each conv layer 1-5, each list non-empty and distinct.
-        classes: optional class names for the image menu, a list of str covering every label shown. Any text
-            is allowed (ImageFolder's are directory names): it reaches the page as text, never as markup.
-        name: the component's HTML id (unique on its page): a lower-case letter, then letters, digits, '-'.
-        quality: JPEG quality of the projections, 1..100 (images are PNG).
-    Returns:
-        :class:`StaticExplorer`; ``views[(layer, channel, index)]`` is ``deconv_view``'s dict less the tensors,
-        plus ``"projection_uri"``; ``views["images"][index]`` is the image's URI.
-    Raises:
-        TypeError for an argument of the wrong type, ValueError for a bad value (each naming the argument and
-        what is allowed), before anything is computed; ValueError if the model gives NaN or infinity.
-    """
-    name = _check_name(name)
-    quality = _check_quality(quality)
-    _check_model(model)
-    _check_preprocess(preprocess)
+def _check_indices(dataset, indices) -> list[int]:
+    """``indices`` as distinct ints into ``dataset``, at least one."""
     if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
         raise TypeError(f"dataset must be indexable and have a length, yielding (image, label) pairs (e.g. "
                         f"zfviz.data.ClipArt('val')); got {show(dataset)} ({type(dataset).__name__})")
@@ -271,21 +271,30 @@ def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, chann
     if not indices:
         raise ValueError("indices must name at least one image")
     _check_distinct("indices", indices)
+    return indices
+
+
+def _check_layer_maps(channels) -> dict[int, list[int]]:
+    """``channels`` as ``{layer: [feature maps]}``, ints, sorted by layer. (Whether the model has that layer and
+    those maps, :func:`deconv_view` checks.)"""
     if not isinstance(channels, dict):
         raise TypeError(f"channels must be a dict {{layer: [feature maps]}}, got {show(channels)} "
                         f"({type(channels).__name__})")
     if not channels:
         raise ValueError("channels must be a dict {layer: [feature maps]} naming at least one layer, got {}")
-    layers = {}
+    layer_maps = {}
     for key, maps in channels.items():
         layer = check_int(f"channels key {show(key)}", key, 1, why=" (a conv layer number)")
-        layers[layer] = _check_ints(f"channels[{layer}]", maps, 0, why=" (feature maps of that layer)")
-        if not layers[layer]:
+        layer_maps[layer] = _check_ints(f"channels[{layer}]", maps, 0, why=" (feature maps of that layer)")
+        if not layer_maps[layer]:
             raise ValueError(f"channels[{layer}] is empty; give at least one feature map per layer")
-        _check_distinct(f"channels[{layer}]", layers[layer])
-    layers = dict(sorted(layers.items()))
-    classes = _check_classes(classes)
-    for index in indices:            # the images and labels, before any view is computed
+        _check_distinct(f"channels[{layer}]", layer_maps[layer])
+    return dict(sorted(layer_maps.items()))
+
+
+def _check_items(dataset, indices: list[int], classes: list[str] | None) -> None:
+    """Each offered item is an (image (3, H, W) in [0, 1], label) pair: checked before any view is computed."""
+    for index in indices:
         item = dataset[index]
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
             raise TypeError(f"dataset[{index}] must be an (image, label) pair; got {show(item)}")
@@ -297,75 +306,90 @@ def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, chann
         _check_pixels(where, image)
         if classes is not None:
             check_int(f"dataset[{index}]'s label", label, 0, len(classes) - 1,
-                       f" (an index into classes, which names {len(classes)})")
+                      f" (an index into classes, which names {len(classes)})")
         else:
             check_int(f"dataset[{index}]'s label", label, 0, why=" (a class index)")
+
+
+def _deconv_record(view, quality: int) -> dict:
+    """One view for ``explorer.views``: the numbers as plain ints and floats, the pictures as JPEG URIs."""
+    if not (math.isfinite(view.activation) and bool(torch.isfinite(view.projection).all())):
+        raise ValueError(f"the model gives non-finite values (activation {view.activation}) for layer "
+                         f"{view.layer}, feature map {view.channel} of image {view.index}: check its weights and "
+                         f"preprocess; the page cannot show NaN or infinity")
+    uri = picture_uri(view.projection, "JPEG", quality)
+    patch = picture_uri(view.patch, "JPEG", quality)
+    return {"activation": round(view.activation, 3), "position": [int(p) for p in view.position],
+            "box": [int(b) for b in view.box], "projection_uri": uri, "patch_uri": patch, "label": int(view.label)}
+
+
+def _deconv_entry(record: dict, height: int, width: int) -> dict:
+    """One view for the page's JSON: short keys (the page carries many), the box as fractions of the image."""
+    y0, x0, y1, x1 = record["box"]
+    return {"a": record["activation"], "p": record["position"], "u": record["projection_uri"],
+            "q": record["patch_uri"], "b": [y0 / height, x0 / width, y1 / height, x1 / width]}
+
+
+def _deconv_views(model, preprocess, dataset, indices, layer_maps, classes, quality) -> tuple[dict, dict]:
+    """Every view the page offers, by :func:`deconv_view`: ``views`` (``explorer.views``) and the page's JSON."""
     views = {"images": {}}
-    data = {"layers": {str(layer): maps for layer, maps in layers.items()}, "images": [], "views": {}}
+    data = {"layers": {str(layer): maps for layer, maps in layer_maps.items()}, "images": [], "views": {}}
     for index in indices:
         label = None
-        for layer, maps in layers.items():
+        for layer, maps in layer_maps.items():
             for channel in maps:
-                v = deconv_view(model, preprocess, dataset, layer, channel, index)   # checks layer and channel
-                if not (math.isfinite(v["activation"]) and bool(torch.isfinite(v["projection"]).all())):
-                    raise ValueError(f"the model gives non-finite values (activation {v['activation']}) for layer "
-                                     f"{layer}, feature map {channel} of image {index}: check its weights and "
-                                     f"preprocess; the page cannot show NaN or infinity")
-                uri = picture_uri(v["projection"], "JPEG", quality)
-                patch = picture_uri(v["patch"], "JPEG", quality)
-                height, width = v["image"].shape[-2:]
-                record = {"activation": round(v["activation"], 3), "position": [int(p) for p in v["position"]],
-                          "box": [int(b) for b in v["box"]], "projection_uri": uri, "patch_uri": patch,
-                          "label": int(v["label"])}
-                views[(layer, channel, index)] = record
-                data["views"][f"{layer},{channel},{index}"] = {
-                    "a": record["activation"], "p": record["position"], "u": uri, "q": patch,
-                    "b": [record["box"][0] / height, record["box"][1] / width,
-                          record["box"][2] / height, record["box"][3] / width]}
-                if label is None:
+                view = deconv_view(model, preprocess, dataset, layer, channel, index)   # checks layer and channel
+                record = views[(layer, channel, index)] = _deconv_record(view, quality)
+                data["views"][f"{layer},{channel},{index}"] = _deconv_entry(record, *view.image.shape[-2:])
+                if label is None:                                  # the image once, with its first view
                     label = record["label"]
-                    views["images"][index] = picture_uri(v["image"], "PNG")
+                    views["images"][index] = picture_uri(view.image, "PNG")
         data["images"].append({"index": index, "label": classes[label] if classes is not None else f"label {label}",
                                "u": views["images"][index]})
-    body = (f'<div style="margin-bottom:4px"><label {_LABEL}>layer <select class="layer"></select></label>'
-            f'<label {_LABEL}>feature map <select class="map"></select></label>'
-            f'<label {_LABEL}>image <select class="image"></select></label></div>'
-            f'<div><div style="{_FIGURE}"><img class="picture" alt="the input image" style="{_IMG}">'
-            f'<div class="box" style="{_BOX}"></div></div>'
-            f'<div style="{_FIGURE}"><img class="patch" alt="the image patch inside the unit\'s receptive field" '
-            f'style="{_IMG}"></div>'
-            f'<div style="{_FIGURE}"><img class="projection" alt="deconvnet projection of the strongest '
-            f'activation of the chosen feature map, cropped to its receptive field; zero is grey" '
-            f'style="{_IMG}"></div></div>'
-            f'<div class="caption" aria-live="polite" style="margin-top:4px"></div>')
-    script = r"""
-const q = s => root.querySelector(s);
-const layer = q(".layer"), map = q(".map"), image = q(".image");
-const opt = (sel, value, text) => { const o = document.createElement("option"); o.value = value;
-  o.textContent = text; sel.appendChild(o); };
-Object.keys(D.layers).forEach(l => opt(layer, l, l));
-D.images.forEach(im => opt(image, im.index, im.index + " (" + im.label + ")"));
-function fillMaps() { map.innerHTML = ""; D.layers[layer.value].forEach(m => opt(map, m, m)); }
-function show() {
-  const v = D.views[layer.value + "," + map.value + "," + image.value];
-  const im = D.images.find(i => String(i.index) === image.value);
-  q(".picture").src = im.u; q(".patch").src = v.q; q(".projection").src = v.u;
-  root.querySelectorAll(".box").forEach(b => { b.style.top = 100 * v.b[0] + "%";
-    b.style.left = 100 * v.b[1] + "%"; b.style.height = 100 * (v.b[2] - v.b[0]) + "%";
-    b.style.width = 100 * (v.b[3] - v.b[1]) + "%"; });
-  q(".caption").textContent = "layer " + layer.value + ", feature map " + map.value + ", image " + image.value +
-    " (" + im.label + "): strongest activation " + v.a.toFixed(2) + " at (" + v.p.join(", ") +
-    "); the box is its receptive field, shown beside it with the projection";
-  root.dataset.view = layer.value + "," + map.value + "," + image.value;
-}
-layer.addEventListener("change", () => { fillMaps(); show(); });
-map.addEventListener("change", show); image.addEventListener("change", show);
-fillMaps(); show();
-"""
-    summary = (f"{len(layers)} layers, {sum(len(m) for m in layers.values())} feature maps, "
-               f"{len(indices)} images")
-    return StaticExplorer("deconv", name, _component(name, "deconv", data, body, script), views, summary)
+    return views, data
 
+
+def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, channels: dict, classes=None,
+                           name: str = "deconv-explorer", quality: int = 90) -> StaticExplorer:
+    """The deconvnet explorer for a page without a kernel: pick a layer, a feature map and an image.
+
+    Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
+
+    Args:
+        model, preprocess, dataset: as :func:`zfviz.views.deconv_view` (e.g. the teaching ZFNet, its
+            preprocess and ``zfviz.data.ClipArt("val")``).
+        indices: the images offered, distinct indices into ``dataset`` (a few: every view is stored); NumPy
+            and tensor integers are taken as ints. Each image must be (3, H, W), finite, in [0, 1].
+        channels: ``{layer: [feature maps]}`` offered for each conv layer 1-5, each list non-empty and distinct.
+        classes: optional class names for the image menu, a list of str covering every label shown. Any text
+            is allowed (ImageFolder's are directory names): it reaches the page as text, never as markup.
+        name: the component's HTML id (unique on its page): a lower-case letter, then letters, digits, '-'.
+        quality: JPEG quality of the projections, 1..100 (images are PNG).
+    Returns:
+        :class:`StaticExplorer`; ``views[(layer, channel, index)]`` is ``deconv_view``'s fields less the tensors
+        (a dict), plus ``"projection_uri"`` and ``"patch_uri"``; ``views["images"][index]`` is the image's URI.
+    Raises:
+        TypeError for an argument of the wrong type, ValueError for a bad value (each naming the argument and
+        what is allowed), before anything is computed; ValueError if the model gives NaN or infinity.
+    """
+    name = _check_name(name)
+    quality = _check_quality(quality)
+    _check_model(model)
+    _check_preprocess(preprocess)
+    indices = _check_indices(dataset, indices)
+    layer_maps = _check_layer_maps(channels)
+    classes = _check_classes(classes)
+    _check_items(dataset, indices, classes)
+    views, data = _deconv_views(model, preprocess, dataset, indices, layer_maps, classes, quality)
+    page = _component(name, "deconv", data, _markup("deconv.html"), _script("deconv.js"))
+    summary = (f"{len(layer_maps)} layers, {sum(len(m) for m in layer_maps.values())} feature maps, "
+               f"{len(indices)} images")
+    return StaticExplorer("deconv", name, page, views, summary)
+
+
+# ----------------------------------------------------------------------------------------------
+# The occlusion explorer
+# ----------------------------------------------------------------------------------------------
 
 def _map_uri(values: torch.Tensor) -> str:
     """A (ny, nx) map in [0, 1] as a viridis PNG, one pixel per cell (the page scales it up, pixelated)."""
@@ -373,6 +397,119 @@ def _map_uri(values: torch.Tensor) -> str:
     colours = matplotlib.colormaps["viridis"](values.detach().cpu().clamp(0, 1).numpy())[..., :3]   # on any device
     rgb = torch.from_numpy(colours).permute(2, 0, 1)
     return picture_uri(rgb.float(), "PNG")
+
+
+def _check_image_batch(images) -> None:
+    """``images`` (N, 3, H, W), N >= 1, H, W >= 1, finite, in [0, 1]."""
+    if not torch.is_tensor(images):
+        raise TypeError(f"images must be a (N, 3, H, W) tensor in [0, 1], got {show(images)} "
+                        f"({type(images).__name__})")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}"
+                         + (": for one image use images[None]" if images.dim() == 3 else ""))
+    if images.shape[0] < 1 or min(images.shape[2:]) < 1:
+        raise ValueError(f"images must hold at least one image of at least 1x1 pixels, got {tuple(images.shape)}")
+    _check_pixels("images", images)
+
+
+@torch.no_grad()
+def _model_inputs(images: torch.Tensor, preprocess) -> torch.Tensor:
+    """The model's inputs (N, 3, H, W): ``preprocess(images)``, which must keep the shape (the square is drawn on
+    the images as given), or the images themselves."""
+    if preprocess is None:
+        return images
+    x = preprocess(images)
+    if not torch.is_tensor(x) or x.shape != images.shape or not x.is_floating_point():
+        raise ValueError(f"preprocess must map the images {tuple(images.shape)} to a float tensor of the same "
+                         f"shape (the square is drawn on the images as given); it returned "
+                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}"
+                         f"{'' if not torch.is_tensor(x) else ' ' + str(x.dtype)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("preprocess returned non-finite values (NaN or infinity) for these images")
+    return x
+
+
+@torch.no_grad()
+def _whole_probabilities(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each image's class probabilities (K,) without a square, one image per pass (as the page reports them)."""
+    whole = []
+    for n in range(len(x)):
+        logits = model(x[n:n + 1])
+        if not torch.is_tensor(logits) or logits.dim() != 2 or logits.shape[0] != 1 or logits.shape[1] < 1:
+            raise ValueError(f"model must return logits (N, num_classes); for images[{n}] it returned "
+                             f"{tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__}")
+        if not bool(torch.isfinite(logits).all()):
+            raise ValueError(f"the model's logits for images[{n}] are not finite ({logits[0].tolist()[:5]}...): "
+                             f"check its weights and preprocess; the page cannot show NaN or infinity")
+        whole.append(logits.softmax(dim=1)[0])
+    return whole
+
+
+@torch.no_grad()
+def _square_picture(x: torch.Tensor, preprocess, fill: float, height: int, width: int) -> torch.Tensor:
+    """What the square looks like to the network, as a picture (3, H, W) in [0, 1]: ``preprocess.inverse`` of
+    ``fill`` (the mean image for the teaching ZFNet), or plain grey when there is no inverse."""
+    if preprocess is not None and callable(getattr(preprocess, "inverse", None)):
+        return preprocess.inverse(torch.full_like(x[:1], fill))[0].clamp(0, 1)
+    return torch.full((3, height, width), 0.5)
+
+
+def _check_against_model(classes, targets: list[int], n_classes: int, patch: torch.Tensor, fill: float) -> None:
+    """The checks that need the model's output: the class names and targets fit it, the square can be drawn."""
+    if classes is not None and len(classes) != n_classes:
+        raise ValueError(f"classes must name every class of the model: it has {n_classes}, classes has "
+                         f"{len(classes)}")
+    for n, target in enumerate(targets):
+        if not target < n_classes:
+            raise ValueError(f"targets[{n}] must be a class in 0..{n_classes - 1}, got {target}")
+    if not bool(torch.isfinite(patch).all()):
+        raise ValueError(f"preprocess.inverse of fill={fill} is not finite; the square cannot be drawn")
+
+
+def _occlusion_view(model, xi, target, whole, size, stride, fill, n) -> dict:
+    """Image n's maps at every position of the square (``occlusion_probabilities``), rounded as the page shows."""
+    probs = occlusion.occlusion_probabilities(model, xi, size, stride, fill)        # (ny, nx, K)
+    if not bool(torch.isfinite(probs).all()):
+        raise ValueError(f"the model gives non-finite probabilities for occluded copies of images[{n}] "
+                         f"(fill={fill}): check its weights, preprocess and fill")
+    top_prob, top_class = probs.max(dim=-1)
+    return {"prob": probs[..., target].round(decimals=3), "top_class": top_class,
+            "top_prob": top_prob.round(decimals=3), "image_prob": round(float(whole[target]), 3),
+            "target": target, "size": size, "stride": stride, "grid": tuple(probs.shape[:2])}
+
+
+def _check_targets(targets, n_images: int) -> list[int]:
+    """One class index per image. (Whether the model has that class is checked once its output is known.)"""
+    targets = _check_ints("targets", targets, 0, why=" (class indices, one per image)")
+    if len(targets) != n_images:
+        raise ValueError(f"targets must give one class per image: {n_images} images, {len(targets)} targets")
+    return targets
+
+
+def _check_square(size, stride, fill, height: int, width: int) -> tuple[int, int, float]:
+    """The square's side (it must fit the images), its step and its value in the model's input space."""
+    size = check_int("size", size, 1, min(height, width), f" (the square's side; the images are {height}x{width})")
+    stride = check_int("stride", stride, 1, why=" (pixels between neighbouring positions of the square)")
+    fill = check_real("fill", fill, " (the square's value in the model's input space, every channel)")
+    return size, stride, fill
+
+
+def _occlusion_entry(view: dict, image: torch.Tensor, target_name: str) -> dict:
+    """One image for the page's JSON: its picture, its map as a PNG, and the numbers flattened row by row."""
+    ny, nx = view["grid"]
+    return {"u": picture_uri(image.clamp(0, 1), "PNG"), "map": _map_uri(view["prob"]),
+            "prob": view["prob"].flatten().tolist(), "top": view["top_class"].flatten().tolist(),
+            "topp": view["top_prob"].flatten().tolist(), "whole": view["image_prob"],
+            "target": target_name, "ny": ny, "nx": nx}
+
+
+def _occlusion_views(model, images, x, targets, whole, size, stride, fill, names) -> tuple[dict, list]:
+    """Every image's maps: ``views`` (``explorer.views``, keyed by image) and their entries in the page's JSON."""
+    views, entries = {}, []
+    for n, (xi, target) in enumerate(zip(x, targets)):
+        views[n] = _occlusion_view(model, xi, target, whole[n], size, stride, fill, n)
+        entries.append(_occlusion_entry(views[n], images[n], names[target]))
+    return views, entries
 
 
 def static_occlusion_explorer(model: nn.Module, images: torch.Tensor, targets, size: int, stride: int,
@@ -389,7 +526,7 @@ def static_occlusion_explorer(model: nn.Module, images: torch.Tensor, targets, s
         targets: N class indices, the class whose probability is mapped for each image.
         size, stride: the square's side (1..min(H, W)) and the step between positions (>= 1), in pixels (the
             slider moves by a step).
-        preprocess, fill: as :func:`zfviz.widgets.occlusion_view`; ``fill`` a finite number. The square shows
+        preprocess, fill: as :func:`zfviz.views.occlusion_view`; ``fill`` a finite number. The square shows
             what the network sees (``preprocess.inverse`` of ``fill``: the mean image for the teaching ZFNet).
         classes: optional class names, a list of str, one per class of the model; any text (it reaches the
             page as text, never as markup).
@@ -404,120 +541,23 @@ def static_occlusion_explorer(model: nn.Module, images: torch.Tensor, targets, s
     """
     name = _check_name(name)
     _check_model(model)
-    if not torch.is_tensor(images):
-        raise TypeError(f"images must be a (N, 3, H, W) tensor in [0, 1], got {show(images)} "
-                        f"({type(images).__name__})")
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}"
-                         + (": for one image use images[None]" if images.dim() == 3 else ""))
-    if images.shape[0] < 1 or min(images.shape[2:]) < 1:
-        raise ValueError(f"images must hold at least one image of at least 1x1 pixels, got {tuple(images.shape)}")
-    _check_pixels("images", images)
-    targets = _check_ints("targets", targets, 0, why=" (class indices, one per image)")
-    if len(targets) != len(images):
-        raise ValueError(f"targets must give one class per image: {len(images)} images, {len(targets)} targets")
+    _check_image_batch(images)
+    targets = _check_targets(targets, len(images))
     height, width = (int(s) for s in images.shape[-2:])
-    size = check_int("size", size, 1, min(height, width), f" (the square's side; the images are {height}x{width})")
-    stride = check_int("stride", stride, 1, why=" (pixels between neighbouring positions of the square)")
-    fill = check_real("fill", fill, " (the square's value in the model's input space, every channel)")
+    size, stride, fill = _check_square(size, stride, fill, height, width)
     _check_preprocess(preprocess)
     classes = _check_classes(classes)
-    with torch.no_grad():
-        x = preprocess(images) if preprocess is not None else images
-        if preprocess is not None:
-            if not torch.is_tensor(x) or x.shape != images.shape or not x.is_floating_point():
-                raise ValueError(f"preprocess must map the images {tuple(images.shape)} to a float tensor of the same "
-                                 f"shape (the square is drawn on the images as given); it returned "
-                                 f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}"
-                                 f"{'' if not torch.is_tensor(x) else ' ' + str(x.dtype)}")
-            if not bool(torch.isfinite(x).all()):
-                raise ValueError("preprocess returned non-finite values (NaN or infinity) for these images")
-        whole = []
-        for n in range(len(x)):
-            logits = model(x[n:n + 1])
-            if not torch.is_tensor(logits) or logits.dim() != 2 or logits.shape[0] != 1 or logits.shape[1] < 1:
-                raise ValueError(f"model must return logits (N, num_classes); for images[{n}] it returned "
-                                 f"{tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__}")
-            if not bool(torch.isfinite(logits).all()):
-                raise ValueError(f"the model's logits for images[{n}] are not finite ({logits[0].tolist()[:5]}...): "
-                                 f"check its weights and preprocess; the page cannot show NaN or infinity")
-            whole.append(logits.softmax(dim=1)[0])
-        n_classes = whole[0].shape[0]
-        if preprocess is not None and callable(getattr(preprocess, "inverse", None)):
-            patch = preprocess.inverse(torch.full_like(x[:1], fill))[0].clamp(0, 1)
-        else:
-            patch = torch.full((3, height, width), 0.5)
-    if classes is not None and len(classes) != n_classes:
-        raise ValueError(f"classes must name every class of the model: it has {n_classes}, classes has "
-                         f"{len(classes)}")
-    for n, target in enumerate(targets):
-        if not target < n_classes:
-            raise ValueError(f"targets[{n}] must be a class in 0..{n_classes - 1}, got {target}")
-    if not bool(torch.isfinite(patch).all()):
-        raise ValueError(f"preprocess.inverse of fill={fill} is not finite; the square cannot be drawn")
-    views = {}
-    data = {"images": [], "classes": classes if classes is not None else [f"class {k}" for k in range(n_classes)]}
-    for n, (xi, target) in enumerate(zip(x, targets)):
-        probs = occlusion.occlusion_probabilities(model, xi, size, stride, fill)        # (ny, nx, K)
-        if not bool(torch.isfinite(probs).all()):
-            raise ValueError(f"the model gives non-finite probabilities for occluded copies of images[{n}] "
-                             f"(fill={fill}): check its weights, preprocess and fill")
-        top_prob, top_class = probs.max(dim=-1)
-        ny, nx = probs.shape[:2]
-        view = {"prob": probs[..., target].round(decimals=3), "top_class": top_class,
-                "top_prob": top_prob.round(decimals=3), "image_prob": round(float(whole[n][target]), 3),
-                "target": target, "size": size, "stride": stride, "grid": (ny, nx)}
-        views[n] = view
-        data["images"].append({
-            "u": picture_uri(images[n].clamp(0, 1), "PNG"), "map": _map_uri(view["prob"]),
-            "prob": view["prob"].flatten().tolist(), "top": top_class.flatten().tolist(),
-            "topp": view["top_prob"].flatten().tolist(), "whole": view["image_prob"],
-            "target": data["classes"][target], "ny": ny, "nx": nx})
-    data.update({"size": size, "stride": stride, "height": height, "width": width, "patch": picture_uri(patch, "PNG")})
-    body = (f'<div style="margin-bottom:4px"><label {_LABEL}>image <select class="image"></select></label>'
-            f'<label {_LABEL}>square row <input type="range" class="row" min="0" value="0"></label>'
-            f'<label {_LABEL}>column <input type="range" class="col" min="0" value="0"></label></div>'
-            f'<div><div style="{_FIGURE}"><canvas class="picture" width="{width}" height="{height}" '
-            f'role="img" aria-label="the image with the grey square; click to move the square" '
-            f'style="{_IMG};cursor:crosshair"></canvas></div>'
-            f'<div style="{_FIGURE}"><img class="map" alt="map of the probability of the true class for every '
-            f'position of the square (viridis: dark low, yellow high)" style="{_IMG}">'
-            f'<div class="box" style="{_BOX}"></div></div></div>'
-            f'<div class="caption" aria-live="polite" style="margin-top:4px"></div>')
-    script = r"""
-const q = s => root.querySelector(s);
-const image = q(".image"), row = q(".row"), col = q(".col"), canvas = q(".picture"), ctx = canvas.getContext("2d");
-const patch = new Image(); patch.src = D.patch;
-const pictures = D.images.map(im => { const p = new Image(); p.src = im.u; return p; });
-D.images.forEach((im, n) => { const o = document.createElement("option"); o.value = n;
-  o.textContent = n + " (" + im.target + ")"; image.appendChild(o); });
-function setGrid() { const im = D.images[image.value]; row.max = im.ny - 1; col.max = im.nx - 1;
-  q(".map").src = im.map; }
-function show() {
-  const im = D.images[image.value], i = +row.value, j = +col.value, k = i * im.nx + j;
-  const y = i * D.stride, x = j * D.stride;
-  ctx.drawImage(pictures[image.value], 0, 0);
-  ctx.drawImage(patch, x, y, D.size, D.size, x, y, D.size, D.size);
-  ctx.strokeStyle = "#FFB000"; ctx.lineWidth = 1; ctx.strokeRect(x + 0.5, y + 0.5, D.size - 1, D.size - 1);
-  const b = q(".box");
-  b.style.top = 100 * i / im.ny + "%"; b.style.left = 100 * j / im.nx + "%";
-  b.style.height = 100 / im.ny + "%"; b.style.width = 100 / im.nx + "%";
-  q(".caption").textContent = "square at pixel (" + y + ", " + x + "): P(" + im.target + ") = " +
-    im.prob[k].toFixed(3) + " (" + im.whole.toFixed(3) + " without the square); most probable: " +
-    D.classes[im.top[k]] + " (" + im.topp[k].toFixed(3) + ")";
-  root.dataset.view = image.value + "," + i + "," + j;
-}
-canvas.addEventListener("click", e => { const r = canvas.getBoundingClientRect(), im = D.images[image.value];
-  const px = (e.clientX - r.left) / r.width * D.width - D.size / 2;
-  const py = (e.clientY - r.top) / r.height * D.height - D.size / 2;
-  col.value = Math.max(0, Math.min(im.nx - 1, Math.round(px / D.stride)));
-  row.value = Math.max(0, Math.min(im.ny - 1, Math.round(py / D.stride))); show(); });
-image.addEventListener("change", () => { setGrid(); show(); });
-row.addEventListener("input", show); col.addEventListener("input", show);
-let loaded = 0; [patch, ...pictures].forEach(p => p.complete ? loaded++ : p.addEventListener("load", () => {
-  if (++loaded === pictures.length + 1) show(); }));
-setGrid(); if (loaded === pictures.length + 1) show();
-"""
+    x = _model_inputs(images, preprocess)
+    whole = _whole_probabilities(model, x)
+    n_classes = whole[0].shape[0]
+    patch = _square_picture(x, preprocess, fill, height, width)
+    _check_against_model(classes, targets, n_classes, patch, fill)
+    names = classes if classes is not None else [f"class {k}" for k in range(n_classes)]
+    views, entries = _occlusion_views(model, images, x, targets, whole, size, stride, fill, names)
+    data = {"images": entries, "classes": names, "size": size, "stride": stride, "height": height, "width": width,
+            "patch": picture_uri(patch, "PNG")}                  # the page's JSON, in the order it always had
+    page = _component(name, "occlusion", data, _markup("occlusion.html", width=width, height=height),
+                      _script("occlusion.js"))
     summary = (f"{len(images)} images, a {size}-pixel square at stride {stride} "
                f"({views[0]['grid'][0]} x {views[0]['grid'][1]} positions each)")
-    return StaticExplorer("occlusion", name, _component(name, "occlusion", data, body, script), views, summary)
+    return StaticExplorer("occlusion", name, page, views, summary)

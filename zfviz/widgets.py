@@ -4,20 +4,19 @@ projection) and occlusion sensitivity (slide a grey square over an image, see th
 Explained in the chapters "The deconvnet, step by step" (book/deconvnet) and "Occlusion sensitivity"
 (book/occlusion).
 
-Each widget is a thin shell. Everything it shows comes from one pure function, :func:`deconv_view` or
-:func:`occlusion_view`, which the chapters and the tests call directly; the widget only wires sliders to it and
-draws the result. (Python callbacks need a running kernel: on the static web pages a widget does nothing.)
+Each widget is a thin shell. Everything it shows comes from one pure function of ``zfviz.views``,
+:func:`deconv_view` or :func:`occlusion_view` (importable from here too), which the chapters, the static pages
+(``zfviz.static``) and the tests call directly; the widget only wires sliders to it and draws the result.
+(Python callbacks need a running kernel: on the static web pages a widget does nothing.)
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import math
 import numbers
-import zlib
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -29,42 +28,16 @@ from matplotlib.figure import Figure
 from PIL import Image as PILImage
 from torch import nn
 
-from . import deconv, layers, occlusion
-from ._checks import check_fill, check_image, check_occluder, check_target
-from .plotting import stretch_symmetric
+from . import layers
+# The pure functions live in zfviz.views (the static pages use them without ipywidgets); they stay importable
+# from here, where the chapters have always found them (the occlusion chapter reads COARSE_POSITIONS here).
+from .views import COARSE_POSITIONS, DeconvView, OcclusionView, deconv_view, occlusion_view  # noqa: F401
 
-__all__ = ["deconv_view", "show_view", "draw_box", "deconv_explorer", "DeconvExplorer",
+__all__ = ["deconv_view", "DeconvView", "show_view", "draw_box", "deconv_explorer", "DeconvExplorer",
            "occlusion_view", "OcclusionView", "show_occlusion", "occlusion_explorer", "OcclusionExplorer"]
 
-
-def _check_index(index, dataset) -> int:
-    n = len(dataset)
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
-        raise ValueError(f"index must be an int in 0..{n - 1} (the data set has {n} images); got {index!r}")
-    return index
-
-
-def _check_preprocess(preprocess) -> None:
-    if preprocess is not None and not callable(preprocess):
-        raise TypeError(f"preprocess must be callable (e.g. zfviz.data.Preprocess) or None; "
-                        f"got {type(preprocess).__name__}")
-
-
-def _check_picture(name: str, image, pixels: bool) -> None:
-    """A finite float tensor (3, H, W); in [0, 1] when ``pixels`` (it goes through ``preprocess`` or is shown)."""
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (3, H, W); got {type(image).__name__}")
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"{name} must be one image (3, H, W); got shape {tuple(image.shape)}")
-    if not image.is_floating_point():
-        raise TypeError(f"{name} must be a float tensor{' of pixels in [0, 1]' if pixels else ''}; got dtype "
-                        f"{image.dtype}" + (". Convert 0-255 pixels with image.float() / 255" if pixels else ""))
-    lo, hi = torch.stack([image.detach().min(), image.detach().max()]).float().tolist()
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"{name} must be finite (no NaN or inf)")
-    if pixels and (lo < -1e-3 or hi > 1 + 1e-3):
-        raise ValueError(f"{name} must be pixels in [0, 1] (it goes through preprocess); got values in "
-                         f"[{lo:.4g}, {hi:.4g}]" + (" (0-255 pixels? divide by 255)" if 0 <= lo and hi <= 255 else ""))
+_DEFAULT_INCHES = 2.6   # the panels' height when the caller gives none
+_VIEW_KEYS = ("image", "patch", "projection", "box", "activation", "layer", "channel", "index", "label")
 
 
 def _check_classes(classes, needed: int) -> None:
@@ -78,72 +51,38 @@ def _check_classes(classes, needed: int) -> None:
                          f"but class {needed - 1} is shown")
 
 
-def _check_size(size) -> float:
-    if isinstance(size, bool) or not isinstance(size, numbers.Real) or not 0 < size < math.inf:
-        raise ValueError(f"size must be a figure height in inches, a number > 0; got {size!r}")
-    return float(size)
+def _panel_inches(inches, size, function: str) -> float:
+    """The panels' height in inches: ``inches``, or ``size``, its old name, with a DeprecationWarning (in the
+    occlusion views ``size`` is the square's side in pixels, so one name meant two units)."""
+    name = "inches"
+    if size is not None:
+        if inches is not None:
+            raise TypeError(f"{function}() takes the panel height as inches=...; size=... is its old name: "
+                            f"give one of them")
+        warnings.warn(f"{function}(size=...) is deprecated; use inches=... (the panels' height in inches)",
+                      DeprecationWarning, stacklevel=3)
+        inches, name = size, "size"
+    inches = _DEFAULT_INCHES if inches is None else inches
+    if isinstance(inches, bool) or not isinstance(inches, numbers.Real) or not 0 < inches < math.inf:
+        raise ValueError(f"{name} must be a figure height in inches, a number > 0; got {inches!r}")
+    return float(inches)
 
 
-def deconv_view(model: nn.Module, preprocess, dataset, layer: int, channel: int, index: int) -> dict:
-    """Everything one view of the explorer shows: image ``index``, its strongest unit in map ``channel`` of ``layer``,
-    that unit's deconvnet projection and its receptive field. A pure function: nothing is drawn or stored.
-
-    Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
-
-    Args:
-        model: a flat conv network as :func:`zfviz.deconv.project` takes (e.g. the teaching ZFNet); not modified.
-        preprocess: maps images (N, 3, H, W) in [0, 1] to the network's input (``zfviz.data.Preprocess``), or None.
-        dataset: yields ``(image (3, H, W) in [0, 1], label)`` pairs, e.g. ``zfviz.data.ClipArt("val")``.
-        layer: the paper's conv layer, 1..5 (its rectified map, relu{layer}).
-        channel: feature map of that layer, 0..C-1.
-        index: image of the data set, 0..len(dataset)-1.
-    Returns:
-        dict with ``"image"`` (3, H, W) in [0, 1]; ``"projection"`` (3, F, F) in [0, 1], the deconvnet projection
-        of the unit at ``"position"`` (y, x), the map's first argmax, cropped to that unit's whole receptive field
-        (F pixels a side, :func:`zfviz.deconv.field_crop`) and stretched symmetrically about zero
-        (:func:`zfviz.plotting.stretch_symmetric`: zero is 0.5 grey, also all of it when the map is silent, i.e.
-        ``"activation"`` is 0); ``"patch"`` (3, F, F), the image inside the same field (white past its border);
-        ``"activation"`` (float) the map's maximum; ``"box"`` (y0, x0, y1, x1), end-exclusive, that unit's
-        receptive field in the image (clipped to it); and ``"layer"``, ``"channel"``, ``"index"``, ``"label"`` as ints.
-    """
-    _check_preprocess(preprocess)
-    _check_index(index, dataset)
-    image, label = dataset[index]                                     # (3, H, W) in [0, 1]
-    _check_picture(f"dataset[{index}][0]", image, pixels=preprocess is not None)
-    x = image.unsqueeze(0)                                            # (1, 3, H, W)
-    with torch.no_grad():
-        x = preprocess(x) if preprocess is not None else x
-    fmap = deconv.feature_map(model, x, layer)                        # (1, C, h, w); checks model and layer
-    n_maps = fmap.shape[1]
-    if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < n_maps:
-        raise ValueError(f"channel must be an int in 0..{n_maps - 1} (layer {layer} has {n_maps} feature maps); "
-                         f"got {channel!r}")
-    chosen = fmap[0, channel]                                         # (h, w)
-    flat = int(chosen.flatten().argmax())                            # first maximum, as project takes it
-    position = (flat // chosen.shape[1], flat % chosen.shape[1])
-    projection = deconv.project(model, x, layer, channel, position)[0]   # (3, H, W)
-    crop = deconv.field_crop(projection, model, layer, position)          # (3, F, F)
-    return {"image": image, "projection": stretch_symmetric(crop), "position": position,
-            "patch": deconv.field_crop(image, model, layer, position, fill=1.0),
-            "activation": float(chosen.max()), "box": deconv.receptive_field_box(model, layer, position,
-                                                                                   tuple(image.shape[-2:])),
-            "layer": layer, "channel": channel, "index": index, "label": int(label)}
-
-
-def show_view(view: dict, classes=None, size: float = 2.6):
+def show_view(view: DeconvView, classes=None, inches: float | None = None, *, size: float | None = None):
     """Draw a :func:`deconv_view` result: the image with the unit's receptive field boxed, the patch inside
     the field, and the projection cropped to it (zero grey), side by side.
 
     Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
-    ``view["image"]`` (3, H, W), ``view["patch"]`` and ``view["projection"]`` (3, F, F), all in [0, 1];
-    ``classes`` (optional) names the labels. Returns the matplotlib figure (3 panels, ``3 * size`` inches wide).
+    ``view.image`` (3, H, W), ``view.patch`` and ``view.projection`` (3, F, F), all in [0, 1] (a dict with the
+    same keys will do); ``classes`` (optional) names the labels; ``inches`` the panels' height (default 2.6;
+    ``size`` is its deprecated old name). Returns the matplotlib figure (3 panels, ``3 * inches`` inches wide).
     """
-    keys = {"image", "patch", "projection", "box", "activation", "layer", "channel", "index", "label"}
-    if not isinstance(view, dict) or not keys <= view.keys():
-        raise TypeError("view must be the dict that zfviz.widgets.deconv_view returns")
+    if not (isinstance(view, DeconvView) or (isinstance(view, dict) and set(_VIEW_KEYS) <= view.keys())):
+        raise TypeError("view must be the DeconvView that zfviz.views.deconv_view (or zfviz.widgets.deconv_view) "
+                        "returns")
     _check_classes(classes, int(view["label"]) + 1)
-    size = _check_size(size)
-    fig, axes = plt.subplots(1, 3, figsize=(3 * size, size + 0.35))
+    inches = _panel_inches(inches, size, "show_view")
+    fig, axes = plt.subplots(1, 3, figsize=(3 * inches, inches + 0.35))
     name = classes[view["label"]] if classes is not None else f"label {view['label']}"
     side = view["patch"].shape[-1]
     titles = [f"image {view['index']} ({name})", f"patch ({side} px field)",
@@ -177,14 +116,14 @@ class DeconvExplorer(widgets.VBox):
 
     Explained in the chapter "The deconvnet, step by step" (book/deconvnet). Build it with
     :func:`deconv_explorer`. Attributes: ``layer``, ``channel``, ``index`` (the ``IntSlider`` controls),
-    ``output`` (an ``ipywidgets.Output``) and ``view`` (the last :func:`deconv_view` dict shown).
+    ``output`` (an ``ipywidgets.Output``) and ``view`` (the last :class:`DeconvView` shown).
     Changing the layer resets the feature-map slider's range to that layer's 0..C-1.
     """
 
     def __init__(self, model, preprocess, dataset, layer: int = 1, channel: int = 0, index: int = 0):
         deconv_view(model, preprocess, dataset, layer, channel, index)    # validates every argument up front
         self._args, self._busy, self.view = (model, preprocess, dataset), False, None
-        self._widths = [m.out_channels for m in model.children() if isinstance(m, nn.Conv2d)]
+        self._widths = [m.out_channels for m in layers.convs(model)]
         self._classes = getattr(dataset, "classes", None)
         style = {"description_width": "90px"}
         self.layer = widgets.IntSlider(value=layer, min=1, max=len(self._widths), description="layer", style=style)
@@ -232,143 +171,9 @@ def deconv_explorer(model: nn.Module, preprocess, dataset, layer: int = 1, chann
     return DeconvExplorer(model, preprocess, dataset, layer, channel, index)
 
 
-
 # ----------------------------------------------------------------------------------------------
 # Occlusion sensitivity (ZF §4.2, Fig. 7)
 # ----------------------------------------------------------------------------------------------
-
-COARSE_POSITIONS = 100   # a coarse preview has at most this many positions: ~0.1 s for the teaching ZFNet
-
-
-@dataclass
-class OcclusionView:
-    """What one view of the occlusion explorer shows, as :func:`occlusion_view` returns it.
-
-    Explained in the chapter "Occlusion sensitivity" (book/occlusion).
-    ``image`` (3, H, W) in [0, 1]: the picture with the square at ``position`` (y, x, its top-left pixel), as the
-    network sees it; ``prob_map`` (ny, nx): P(target) per position at stride ``map_stride`` (``stride``, or a
-    multiple of it when ``coarse``); ``prob``, ``top_class``, ``top_prob``: P(target), the most probable class and
-    its probability with the square at ``position``; ``image_prob``: P(target) without a square; ``size``,
-    ``stride``, ``target``, ``fill`` as asked; ``num_classes``: how many classes the model has (None when not
-    known). ``extent`` places the map over the image for ``imshow``.
-    """
-    image: torch.Tensor
-    prob_map: torch.Tensor
-    map_stride: int
-    position: tuple[int, int]
-    prob: float
-    top_class: int
-    top_prob: float
-    image_prob: float
-    size: int
-    stride: int
-    target: int
-    fill: float
-    coarse: bool
-    num_classes: int | None = None
-
-    @property
-    def extent(self) -> tuple[float, float, float, float]:
-        """(left, right, bottom, top) in pixels for ``imshow(prob_map, extent=...)``: cell (i, j) centred on the
-        centre of its square, (i * map_stride + (size - 1) / 2, j * map_stride + (size - 1) / 2)."""
-        return occlusion.map_extent(tuple(self.prob_map.shape), self.size, self.map_stride)
-
-
-def _coarse_stride(height: int, width: int, size: int, stride: int) -> int:
-    """The smallest multiple of ``stride`` that leaves at most COARSE_POSITIONS positions."""
-    k = 1
-    while math.prod(occlusion.occlusion_grid(height, width, size, stride * k)) > COARSE_POSITIONS:
-        k += 1
-    return stride * k
-
-
-def occlusion_view(model: nn.Module, image: torch.Tensor, target: int, size: int, stride: int,
-                   position: tuple[int, int], fill: float = 0.0, coarse: bool = False, preprocess=None,
-                   cache: dict | None = None) -> OcclusionView:
-    """Everything one view of the occlusion explorer shows: the image with a square at ``position``, the
-    probabilities there, and the P(target) map of ``zfviz.occlusion.occlusion_map``. Nothing is drawn.
-
-    Explained in the chapter "Occlusion sensitivity" (book/occlusion).
-
-    Args:
-        model: any ``nn.Module`` returning logits, in eval mode (e.g. the teaching ZFNet); not modified.
-        image: (3, H, W); in [0, 1] when ``preprocess`` is given, else the model's input itself.
-        target: the class whose probability is mapped, 0..num_classes-1.
-        size, stride: the square's side (1..min(H, W)) and the map's step (>= 1), in pixels.
-        position: (y, x), the square's top-left pixel, 0..H-size and 0..W-size (need not lie on the map's grid).
-        fill: the square's value in the model's input space (0.0: the mean image for the teaching ZFNet).
-        coarse: map at the smallest multiple of ``stride`` that has at most ``COARSE_POSITIONS`` (100) positions:
-            a quick preview while a slider moves.
-        preprocess: maps (N, 3, H, W) in [0, 1] to the model's input (``zfviz.data.Preprocess``), or None.
-        cache: a dict the caller keeps between calls (the explorer does): a map already computed for this model
-            input (the preprocessed image's values, not the object), these weights and train/eval modes, and this
-            (size, stride, fill, target) is reused, so moving the square costs one forward pass. One cache may
-            serve many images and models; editing an image or the weights in place makes a fresh map. (A model
-            whose output changes other than through its parameters, buffers or modes needs a fresh cache.)
-    Returns:
-        :class:`OcclusionView`. ``image`` is ``preprocess.inverse`` of the occluded input clipped to [0, 1]
-        (without ``preprocess``: the occluded input clipped; without an ``inverse``: the square painted grey 0.5).
-    """
-    if not isinstance(coarse, bool):
-        raise TypeError(f"coarse must be True or False; got {coarse!r}")
-    if cache is not None and not isinstance(cache, dict):
-        raise TypeError(f"cache must be a dict kept by the caller between calls, or None; got {type(cache).__name__}")
-    check_image(image)
-    _check_preprocess(preprocess)
-    _check_picture("image", image, pixels=preprocess is not None)
-    with torch.no_grad():
-        x = preprocess(image.unsqueeze(0))[0] if preprocess is not None else image   # (3, H, W) the model's input
-    size, stride = check_occluder(x, size, stride)
-    fill = check_fill(fill)
-    if not math.isfinite(fill):
-        raise ValueError(f"fill must be a finite number (the occluder's value in the model's input space); got {fill}")
-    occluded = occlusion.occlude(x, position, size, fill)                 # checks the position
-    device = layers.model_device(model, x)
-    with torch.no_grad():
-        probs = model(occluded.unsqueeze(0).to(device)).softmax(dim=1)    # (1, K): the one pass a move costs
-    target = check_target(target, probs)
-    map_stride = _coarse_stride(*x.shape[-2:], size, stride) if coarse else stride
-    key = None if cache is None else (_model_key(model), _tensor_key(x), size, map_stride, fill, target)
-    if cache is None or key not in cache:
-        prob_map = occlusion.occlusion_map(model, x, target, size, map_stride, fill)
-        with torch.no_grad():
-            image_prob = float(model(x.unsqueeze(0).to(device)).softmax(dim=1)[0, target])
-        if cache is not None:
-            # The entry holds the model: while it lives, no other object can get the id the key holds.
-            cache[key] = (prob_map, image_prob, model)
-    else:
-        prob_map, image_prob, _ = cache[key]
-    with torch.no_grad():
-        if preprocess is None:
-            picture = occluded.clamp(0, 1)
-        elif callable(getattr(preprocess, "inverse", None)):
-            picture = preprocess.inverse(occluded.unsqueeze(0))[0].clamp(0, 1)
-        else:
-            picture = occlusion.occlude(image, position, size, 0.5).clamp(0, 1)
-    top_prob, top_class = probs[0].max(dim=0)
-    y, x_ = (int(v) for v in position)
-    return OcclusionView(picture.cpu(), prob_map.cpu(), map_stride, (y, x_), float(probs[0, target]),
-                         int(top_class), float(top_prob), image_prob, size, stride, target, fill,
-                         map_stride != stride, probs.shape[1])
-
-
-def _tensor_key(t: torch.Tensor) -> tuple:
-    """The values of a tensor (not the object: ids are reused, tensors are edited in place): shape, dtype, digest."""
-    raw = t.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy()
-    return tuple(t.shape), str(t.dtype), hashlib.blake2b(raw, digest_size=16).hexdigest()
-
-
-def _model_key(model: nn.Module) -> tuple:
-    """The model object (the cache entry keeps it alive, so its id is not reused) and the state its output depends
-    on: a CRC-32 of every parameter and buffer (about 1 ms for the teaching ZFNet's 7.5 MB), their shapes and
-    dtypes, and each module's train/eval mode."""
-    tensors = [*model.parameters(), *model.buffers()]
-    crc = 0
-    for t in tensors:
-        crc = zlib.crc32(t.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy(), crc)
-    return (id(model), crc, tuple((tuple(t.shape), str(t.dtype)) for t in tensors),
-            tuple(m.training for m in model.modules()))
-
 
 class _OcclusionFigure:
     """Two panels kept between updates (the explorer redraws by changing data, not by building a new figure):
@@ -419,15 +224,17 @@ class _OcclusionFigure:
         return self.fig
 
 
-def show_occlusion(view: OcclusionView, classes=None, size: float = 2.6):
+def show_occlusion(view: OcclusionView, classes=None, inches: float | None = None, *, size: float | None = None):
     """Draw an :func:`occlusion_view` result: the image with the square outlined, and the P(target) map on the
     same pixel grid (each cell at its square's centre; + marks the current square).
 
     Explained in the chapter "Occlusion sensitivity" (book/occlusion).
-    ``classes`` (optional) names the classes. Returns the matplotlib figure (2 panels, about ``2 * size`` inches wide).
+    ``classes`` (optional) names the classes; ``inches`` the panels' height (default 2.6; ``size``, its deprecated
+    old name, is the square's side in pixels in ``view``). Returns the matplotlib figure (2 panels, about
+    ``2 * inches`` inches wide).
     """
-    size = _check_size(size)
-    fig = plt.figure(figsize=(2 * size + 0.5, size + 0.6), layout="constrained")
+    inches = _panel_inches(inches, size, "show_occlusion")
+    fig = plt.figure(figsize=(2 * inches + 0.5, inches + 0.6), layout="constrained")
     try:
         _OcclusionFigure(fig, classes).update(view)
     except (TypeError, ValueError):
