@@ -2,7 +2,7 @@
 
     python scripts/efficientnet_features.py --threads 2
 
-EfficientNet-Lite0 (``zfviz.models.efficientnet_lite0``, offline ImageNet weights) run on the 576 images of
+EfficientNet-Lite0 (``zfviz.pretrained.efficientnet_lite0``, offline ImageNet weights) run on the 576 images of
 ``TuxPaint(renders=4, seed=0)`` upsampled to its 224-pixel input: ``zfviz.transfer.efficientnet_features``
 after each of its 7 stages (max-pooled to 2 x 2) and its pooled head, stored as float16 in
 data/results/tuxpaint_efficientnet_features.pt with a JSON record (command, sha256). Computing them takes about
@@ -24,12 +24,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from zfviz import data as zdata  # noqa: E402
-from zfviz import models, transfer  # noqa: E402
+from zfviz import pretrained, transfer  # noqa: E402
 
 
 def features(images: torch.Tensor) -> dict:
     """The chapter's recipe: 112-pixel images upsampled to 224, the model's preprocessing, grid 2."""
-    lite, preprocess = models.efficientnet_lite0()
+    lite, preprocess = pretrained.efficientnet_lite0()
     x = F.interpolate(images, size=224, mode="bilinear", align_corners=False)
     return transfer.efficientnet_features(lite, preprocess(x), grid=2)
 

@@ -208,20 +208,38 @@ def test_image_folder(tmp_path):
         load_dataset("imagefolder", root=tmp_path / "missing")
 
 
-def test_ten_crops_match_torchvision_and_the_corners_by_hand():
+def test_ten_crops_match_torchvision_and_slices_by_hand():
     from torchvision.transforms.v2 import functional as TF
     x = torch.rand(2, 3, 17, 20)
     crops = ten_crops(x, 11)
     assert crops.shape == (2, 10, 3, 11, 11)
     assert torch.equal(crops, torch.stack(list(TF.ten_crop(x, [11, 11])), dim=1))
-    assert torch.equal(crops[:, 3], x[..., 6:, 9:])                    # bottom-right corner
+    # Independently, by slicing: corners, then the centre (torchvision rounds (17 - 11) / 2 = 3 and
+    # (20 - 11) / 2 = 4.5 to 4), then the same five of the mirrored image.
+    windows = [(slice(0, 11), slice(0, 11)), (slice(0, 11), slice(9, 20)), (slice(6, 17), slice(0, 11)),
+               (slice(6, 17), slice(9, 20)), (slice(3, 14), slice(4, 15))]
+    mirrored = x.flip(-1)
+    by_hand = [x[..., ys, xs] for ys, xs in windows] + [mirrored[..., ys, xs] for ys, xs in windows]
+    assert torch.equal(crops, torch.stack(by_hand, dim=1))
     assert torch.equal(crops[:, 5], x[..., :11, 9:].flip(-1))          # top-left of the mirrored image
 
 
-@pytest.mark.parametrize("size", [0, -3, 18, 21, 2.5, True, None])
-def test_ten_crops_bad_size(size):
-    with pytest.raises(ValueError, match=r"size must be an int in \[1, 17\] \(the image side\), got"):
+@pytest.mark.parametrize("size, error", [(0, ValueError), (-3, ValueError), (18, ValueError), (21, ValueError),
+                                         (2.5, TypeError), (True, TypeError), (None, TypeError)])
+def test_ten_crops_bad_size(size, error):
+    with pytest.raises(error, match=r"size must be an int in 1\.\.17 \(the image side\); got"):
         ten_crops(torch.rand(1, 3, 17, 20), size)
+
+
+def test_file_hexdigest_and_sha256_file_match_hashlib(tmp_path):
+    import hashlib
+    blob = bytes(range(256)) * 5000                                     # 1.28 MB: more than one read block
+    f = tmp_path / "blob.bin"
+    f.write_bytes(blob)
+    assert zdata.sha256_file(f) == hashlib.sha256(blob).hexdigest() == zdata.file_hexdigest(f)
+    assert zdata.file_hexdigest(str(f), "sha1") == hashlib.sha1(blob).hexdigest()   # pytorchcv's weights: sha1
+    with pytest.raises(TypeError):
+        zdata.sha256_file(f, algorithm="sha1")                          # sha256_file is sha256 only
 
 
 def test_locate_finds_a_point_of_the_drawing_in_every_render():

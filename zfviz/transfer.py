@@ -177,8 +177,11 @@ def fit_linear(features, labels, kind: str = "softmax", C: float = 1.0):
 def per_class_accuracy(predicted, labels, num_classes: int | None = None) -> float:
     """The paper's measure: the accuracy within each class, averaged over the classes present in ``labels``.
 
-    Explained in the chapter "§5 Experiments". ``predicted`` and ``labels``: (N,) ints. Equal to the
-    plain accuracy when every class has as many test images (as in our splits).
+    Explained in the chapter "§5 Experiments". ``predicted`` and ``labels``: (N,) ints. scikit-learn's
+    ``balanced_accuracy_score`` (the mean recall per class); equal to the plain accuracy when every class has
+    as many test images (as in our splits). ``num_classes`` is deprecated and changes nothing (classes absent
+    from ``labels`` never counted): given, it still checks that the labels are in ``0..num_classes - 1`` and
+    warns (``DeprecationWarning``).
     """
     p = np.asarray(predicted.cpu() if torch.is_tensor(predicted) else predicted)
     y = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
@@ -188,12 +191,24 @@ def per_class_accuracy(predicted, labels, num_classes: int | None = None) -> flo
         if not np.issubdtype(v.dtype, np.integer):
             raise ValueError(f"{name} must be integer class numbers, got {v.dtype}")
     if num_classes is not None:
-        num_classes = check_int("num_classes", num_classes, 1)
-        if y.min() < 0 or y.max() >= num_classes:
-            raise ValueError(f"labels must be in 0..{num_classes - 1} (num_classes={num_classes}); got "
-                             f"{int(y.min())}..{int(y.max())}")
-    classes = np.unique(y) if num_classes is None else np.arange(num_classes)
-    return float(np.mean([np.mean(p[y == c] == c) for c in classes if np.any(y == c)]))
+        _check_label_range(y, num_classes)
+        warnings.warn("per_class_accuracy's num_classes is deprecated and changes nothing (the mean is over the "
+                      "classes present in labels); leave it out", DeprecationWarning, stacklevel=2)
+    try:
+        from sklearn.metrics import balanced_accuracy_score
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError("per_class_accuracy needs scikit-learn: pip install 'zfviz[colab]'") from e
+    with warnings.catch_warnings():
+        # A predicted class that no label has is simply a wrong answer, as in the paper's measure.
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return float(balanced_accuracy_score(y, p))
+
+
+def _check_label_range(y: np.ndarray, num_classes) -> None:
+    num_classes = check_int("num_classes", num_classes, 1)
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"labels must be in 0..{num_classes - 1} (num_classes={num_classes}); got "
+                         f"{int(y.min())}..{int(y.max())}")
 
 
 def linear_probe(features, labels, stamps, stamp_labels, per_class: int, test_per_class: int,
@@ -294,20 +309,20 @@ def train_from_scratch(dataset, train_stamps, steps: int = 200, batch_size: int 
 _LITE0_STAGE_ENDS = (0, 2, 4, 7, 10, 14, 15)   # 16, 24, 40, 80, 112, 192, 320 channels
 
 
-@torch.no_grad()
-def efficientnet_features(model: nn.Module, images: torch.Tensor, grid: int = 2, batch_size: int = 64) -> dict:
-    """Features of EfficientNet-Lite0 (``zfviz.models.efficientnet_lite0``) after each of its stages, for probes.
+def _lite0_blocks(model) -> Sequence[nn.Module]:
+    """EfficientNet-Lite0's 16 blocks in order; TypeError for a model that is not one.
 
-    Explained in the chapter "§5 Experiments": the same per-layer probe as ZF's §5.3 on a network trained on
-    ImageNet. ``images``: (N, 3, 224, 224) preprocessed with the model's ``preprocess``. Returns
-    ``{1..7: stage output max-pooled to grid x grid cells, flattened; 8: the 1,280 globally averaged
-    head features that feed the classifier}``, each (N, D), float32 on the CPU.
+    The one place that reaches into the model's private attributes: efficientnet_lite_pytorch has no public
+    way to the stages' outputs (no ``extract_endpoints``; its public ``extract_features`` gives only the head's
+    output), so the blocks are taken from its ``_blocks`` list and observed with forward hooks.
     """
-    check_int("grid", grid, 1)
-    batch_size = check_int("batch_size", batch_size, 1)
     if not isinstance(model, nn.Module) or not hasattr(model, "_blocks"):
-        raise TypeError(f"model must be EfficientNet-Lite0 from zfviz.models.efficientnet_lite0(), "
+        raise TypeError(f"model must be EfficientNet-Lite0 from zfviz.pretrained.efficientnet_lite0(), "
                         f"got {type(model).__name__}")
+    return model._blocks
+
+
+def _check_lite0_images(images, grid: int) -> None:
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor (N, 3, H, W), got {type(images).__name__}")
     if images.dim() != 4 or images.shape[1] != 3 or len(images) == 0:
@@ -319,16 +334,37 @@ def efficientnet_features(model: nn.Module, images: torch.Tensor, grid: int = 2,
     if grid > side:
         raise ValueError(f"grid must be an int in 1..{side} for {images.shape[-2]}x{images.shape[-1]} images (the "
                          f"last stage's map is about 1/32 of the input; more cells would repeat values); got {grid!r}")
-    images = to_model(model, images)
+
+
+@torch.no_grad()
+def efficientnet_features(model: nn.Module, images: torch.Tensor, grid: int = 2, batch_size: int = 64) -> dict:
+    """Features of EfficientNet-Lite0 (``zfviz.pretrained.efficientnet_lite0``) after each of its stages, for probes.
+
+    Explained in the chapter "§5 Experiments": the same per-layer probe as ZF's §5.3 on a network trained on
+    ImageNet. ``images``: (N, 3, 224, 224) preprocessed with the model's ``preprocess``. Returns
+    ``{1..7: stage output max-pooled to grid x grid cells, flattened; 8: the 1,280 globally averaged
+    head features that feed the classifier (the model's own ``extract_features``)}``, each (N, D) in the
+    model's dtype (float32). Computed on the model's device, batch by batch; returned on the images' device.
+    """
+    grid = check_int("grid", grid, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    blocks = _lite0_blocks(model)
+    _check_lite0_images(images, grid)
+    device = images.device
+    x_all = to_model(model, images)
     model.eval()
     out: dict[int, list] = {k: [] for k in range(1, 9)}
-    for s in range(0, len(images), batch_size):
-        x = model._swish(model._bn0(model._conv_stem(images[s:s + batch_size])))
-        for idx, block in enumerate(model._blocks):
-            x = block(x)
-            if idx in _LITE0_STAGE_ENDS:
-                stage = _LITE0_STAGE_ENDS.index(idx) + 1
-                out[stage].append(F.adaptive_max_pool2d(x, grid).flatten(1).cpu())
-        x = model._swish(model._bn1(model._conv_head(x)))
-        out[8].append(x.mean(dim=(2, 3)).cpu())
+    seen: list[torch.Tensor] = []
+    hooks = [blocks[i].register_forward_hook(lambda _m, _inp, output: seen.append(output))
+             for i in _LITE0_STAGE_ENDS]
+    try:
+        for s in range(0, len(x_all), batch_size):
+            seen.clear()
+            head = model.extract_features(x_all[s:s + batch_size])
+            for stage, x in enumerate(seen, start=1):
+                out[stage].append(F.adaptive_max_pool2d(x, grid).flatten(1).to(device))
+            out[8].append(head.mean(dim=(2, 3)).to(device))
+    finally:
+        for h in hooks:
+            h.remove()
     return {k: torch.cat(v) for k, v in out.items()}
