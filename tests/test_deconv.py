@@ -656,3 +656,15 @@ def test_deconv_steps_are_the_modules_project_walks():
     children = [n for n, _ in model.named_children()]
     for layer in LAYERS:
         assert [n for _, n in deconv_steps(model, layer)] == children[:children.index(f"relu{layer}") + 1][::-1]
+
+
+def test_map_and_projection_is_feature_map_and_project_from_one_pass():
+    model = small("zfnet", 64).eval()
+    x = images(2, 64)
+    for layer, position in ((2, None), (3, (1, 2))):
+        channel = strong_channel(model, x, layer)
+        fmap, projection = deconv.map_and_projection(model, x, layer, channel, position)
+        assert torch.equal(fmap, deconv.feature_map(model, x, layer))          # the same walk: bit-equal
+        assert torch.equal(projection, project(model, x, layer, channel, position))
+    with pytest.raises(ValueError, match="channel must be an int"):
+        deconv.map_and_projection(model, x, 2, 10_000)

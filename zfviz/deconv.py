@@ -43,7 +43,7 @@ from . import layers
 from ._checks import (as_int, check_channel, check_channels, check_image_size, check_images, check_k, check_layer,
                       check_model, check_position, check_signal, check_size2)
 
-__all__ = ["feature_map", "project", "backprop", "guided_backprop", "unpool", "rectify", "filter_down",
+__all__ = ["feature_map", "project", "map_and_projection", "backprop", "guided_backprop", "unpool", "rectify", "filter_down",
            "top_activations", "TopActivations", "receptive_field_box", "strongest_projections", "field_crop",
            "deconv_steps"]
 
@@ -196,7 +196,8 @@ def _isolate(fmap: torch.Tensor, channel: int, position) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _project(model, images, layer, channel, position, relu_rule) -> torch.Tensor:
+def _map_and_project(model, images, layer, channel, position, relu_rule) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's map (N, C, h, w) and the projection (N, 3, H, W), both from one forward pass."""
     check_model(model)
     check_images(model, images)
     check_layer(model, layer)
@@ -206,7 +207,11 @@ def _project(model, images, layer, channel, position, relu_rule) -> torch.Tensor
     fmap, steps = _forward(model, x, layer)                           # (N, C, H, W)
     position = check_position(position, fmap.shape[-2:], layer)
     signal = _isolate(fmap, channel, position)
-    return _down(steps, signal, relu_rule).to(images.device)          # (N, 3, H_img, W_img)
+    return fmap.to(images.device), _down(steps, signal, relu_rule).to(images.device)
+
+
+def _project(model, images, layer, channel, position, relu_rule) -> torch.Tensor:
+    return _map_and_project(model, images, layer, channel, position, relu_rule)[1]   # (N, 3, H_img, W_img)
 
 
 @torch.no_grad()
@@ -247,6 +252,17 @@ def project(model: nn.Module, images: torch.Tensor, layer: int, channel: int,
         receptive field (:func:`receptive_field_box`).
     """
     return _project(model, images, layer, channel, position, "deconvnet")
+
+
+def map_and_projection(model: nn.Module, images: torch.Tensor, layer: int, channel: int,
+                       position: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`feature_map` and :func:`project` from one forward pass: ``(map (N, C, h, w), projection (N, 3, H, W))``.
+
+    Explained in the chapter "The deconvnet, step by step" (book/deconvnet): what an explorer shows at once, the
+    layer's map (to find the strongest unit) and that unit's projection. Same arguments and checks as
+    :func:`project`; both results on the images' device.
+    """
+    return _map_and_project(model, images, layer, channel, position, "deconvnet")
 
 
 def backprop(model: nn.Module, images: torch.Tensor, layer: int, channel: int,

@@ -135,26 +135,6 @@ def _check_unit(model: nn.Module, x: torch.Tensor, layer, channel) -> None:
     check_channel(model, layer, channel)
 
 
-def _map_and_projection(model: nn.Module, x: torch.Tensor, layer: int,
-                        channel: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """relu{layer}'s map (1, C, h, w) and the projection (3, H, W) of the first argmax of map ``channel``,
-    from one forward pass: the one :func:`zfviz.deconv.project` runs (``position=None`` projects that argmax).
-
-    A forward hook on the last module of the layer's stack keeps the map that pass computes on the way; it is
-    removed before returning, so the model is left as it was.
-    """
-    seen = []
-    hook = layers.stack(model, layer)[-1].register_forward_hook(lambda module, args, out: seen.append(out))
-    try:
-        projection = deconv.project(model, x, layer, channel)[0]     # (3, H, W)
-    finally:
-        hook.remove()
-    # Were project one day to compute the map without calling that module, a pass of its own keeps the view
-    # right, at the old cost (tests/test_views.py checks both).
-    fmap = seen[-1] if seen else deconv.feature_map(model, x, layer)
-    return fmap, projection
-
-
 def deconv_view(model: nn.Module, preprocess, dataset, layer: int, channel: int, index: int) -> DeconvView:
     """Everything one view of the explorer shows: image ``index``, its strongest unit in map ``channel`` of ``layer``,
     that unit's deconvnet projection and its receptive field. A pure function: nothing is drawn or stored.
@@ -175,7 +155,8 @@ def deconv_view(model: nn.Module, preprocess, dataset, layer: int, channel: int,
     """
     image, label, x = _dataset_input(dataset, index, preprocess)
     _check_unit(model, x, layer, channel)
-    fmap, projection = _map_and_projection(model, x, layer, channel)
+    fmap, projection = deconv.map_and_projection(model, x, layer, channel)
+    projection = projection[0]                                        # (3, H, W)
     chosen = fmap[0, channel]                                         # (h, w)
     flat = int(chosen.flatten().argmax())                             # the first maximum, as project takes it
     position = (flat // chosen.shape[1], flat % chosen.shape[1])
