@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, Subset
 
 from zfviz.data import ClipArt
 from zfviz.deconv import project, top_activations
-from zfviz.models import load_teaching_zfnet
+from zfviz.checkpoints import load_teaching_zfnet
 from zfviz.plotting import stretch
 
 

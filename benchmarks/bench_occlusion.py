@@ -28,7 +28,7 @@ updates: ``OcclusionExplorer`` with the teaching net; moving the x slider (one f
 cache, the figure redrawn to PNG), median and 90th percentile, and the same without drawing (``occlusion_view``);
 changing the square's size (coarse preview of at most 100 positions, then refined).
 
-``--efficientnet`` adds EfficientNet-Lite0 (``zfviz.models.efficientnet_lite0``) at 224 px on scikit-image's coffee
+``--efficientnet`` adds EfficientNet-Lite0 (``zfviz.pretrained.efficientnet_lite0``) at 224 px on scikit-image's coffee
 photo, target "espresso", window ``--eff-size`` at ``--eff-stride`` (169 positions by default), one round: a model
 that is not a flat Sequential runs whole copies, so only batching can help there, and on a CPU it does not (its
 maps outgrow the caches), so zfviz with ``batch_size=1`` is timed too.
@@ -52,7 +52,7 @@ from captum.attr import Occlusion
 
 from zfviz import _occlusion_runner, occlusion, widgets
 from zfviz.data import ClipArt
-from zfviz.models import load_teaching_zfnet
+from zfviz.checkpoints import load_teaching_zfnet
 
 
 def captum_map(model, x, target, size, stride, ppe):
@@ -152,7 +152,7 @@ def widget_latency(model, preprocess, image, label, classes, updates):
 
 def efficientnet(args, methods):
     import skimage.data
-    from zfviz.models import efficientnet_lite0
+    from zfviz.pretrained import efficientnet_lite0
     model, preprocess = efficientnet_lite0()
     photo = torch.from_numpy(skimage.data.coffee()).permute(2, 0, 1).float() / 255
     x = preprocess(F.interpolate(photo[None, :, :, 100:500], size=224, mode="bilinear", antialias=True))[0]

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from zfviz import data as zdata, deconv, features, models  # noqa: E402
+from zfviz import checkpoints, data as zdata, deconv, features, models  # noqa: E402
 from zfviz.train import load_checkpoint  # noqa: E402
 
 MAPS, TOP = 16, 9
@@ -74,7 +74,7 @@ def main(argv=None) -> None:
         model, preprocess, state = load_checkpoint(args.weights, allow_unverified=True)   # its sha256 is recorded
         digest = zdata.sha256_file(args.weights)
     else:
-        model, preprocess = models.load_teaching_zfnet()
+        model, preprocess = checkpoints.load_teaching_zfnet()
         digest = zdata.sha256_file(zdata.data_path("weights/zfnet_teaching.pt"))
     image_size = preprocess.mean.shape[-1]
     if args.untrained:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import build_data  # noqa: E402
-from zfviz import data as zdata, deconv, models, occlusion  # noqa: E402
+from zfviz import checkpoints, data as zdata, deconv, occlusion  # noqa: E402
 
 SQUARE, STRIDE = 24, 4          # the occlusion chapter's (its SQUARE and STRIDE)
 SPLITS = ("val", "test")
@@ -77,7 +77,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    net, preprocess = models.load_teaching_zfnet()
+    net, preprocess = checkpoints.load_teaching_zfnet()
     rows = []
     for split in SPLITS:
         rows += measure(net, preprocess, split, args.limit)

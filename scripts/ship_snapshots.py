@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from zfviz.data import sha256_file  # noqa: E402
-from zfviz.models import load_shipped_checkpoint  # noqa: E402
+from zfviz.checkpoints import load_shipped_checkpoint  # noqa: E402
 from zfviz.evolution import read_snapshots  # noqa: E402
 from zfviz.train import load_checkpoint  # noqa: E402
 

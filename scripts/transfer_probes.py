@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from zfviz import data as zdata, models, transfer  # noqa: E402
+from zfviz import checkpoints, data as zdata, transfer  # noqa: E402
 
 PER_CLASS = (1, 2, 5, 10, 12)
 SEEDS = (0, 1, 2, 3, 4)
@@ -43,7 +43,7 @@ def features() -> tuple[dict, dict, torch.Tensor, zdata.TuxPaint]:
     """The chapter's features: {layer: (576, D)} of the teaching ZFNet and {stage: (576, D)} of EfficientNet."""
     tux = zdata.TuxPaint(renders=4, seed=0)
     x, y = tux.tensors()
-    net, pre = models.load_teaching_zfnet()
+    net, pre = checkpoints.load_teaching_zfnet()
     zf = transfer.probe_features(net, pre(x), range(1, 8), grid=2)
     shipped = torch.load(zdata.verify("results/tuxpaint_efficientnet_features.pt"), weights_only=True)
     lite = {stage: f.float() for stage, f in shipped["stages"].items()}

@@ -74,6 +74,7 @@ def test_no_module_takes_another_modules_private_names(name):
 
 @pytest.mark.parametrize("low, high", [
     ("models", "checkpoints"),       # checkpoints rebuild models, not the other way round
+    ("models", "pretrained"),        # the paper's architectures need no downloads or EfficientNet
     ("train", "deconv"),             # the Fig. 4 recorder is a callback (zfviz.evolution)
     ("train", "evolution"),
     ("train", "cli"),

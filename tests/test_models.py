@@ -562,17 +562,17 @@ def test_shipped_weights_load_against_the_manifest_not_a_sidecar(tmp_path, monke
     """Shipped weights have no .sha256 file: load_shipped_checkpoint checks them against data/MANIFEST.tsv."""
     import shutil
 
-    from zfviz import data, models
+    from zfviz import checkpoints, data
     from zfviz.train import CheckpointError, load_checkpoint
     rel = "weights/alexnet_teaching.pt"
-    model, preprocess, state = models.load_shipped_checkpoint(rel)
+    model, preprocess, state = checkpoints.load_shipped_checkpoint(rel)
     assert model.config["arch"] == "alexnet_single" and preprocess is not None and state["epoch"] > 0
     with pytest.raises(CheckpointError, match="no recorded sha256.*expected_sha256=.*allow_unverified=True"):
         load_checkpoint(data.DATA_DIR / rel)                   # the bare file: nothing to check it against
     with pytest.raises(data.DataIntegrityError, match="not listed"):
-        models.load_shipped_checkpoint("weights/absent.pt")
+        checkpoints.load_shipped_checkpoint("weights/absent.pt")
     with pytest.raises(TypeError, match="rel must be a path under data/"):
-        models.load_shipped_checkpoint(data.DATA_DIR / rel)
+        checkpoints.load_shipped_checkpoint(data.DATA_DIR / rel)
     # A flipped byte in a shipped file is caught (a copy of data/ with the manifest, so data/ stays intact).
     (tmp_path / "weights").mkdir()
     shutil.copy(data.DATA_DIR / "MANIFEST.tsv", tmp_path / "MANIFEST.tsv")
@@ -581,7 +581,7 @@ def test_shipped_weights_load_against_the_manifest_not_a_sidecar(tmp_path, monke
     (tmp_path / rel).write_bytes(bytes(raw))
     monkeypatch.setattr(data, "DATA_DIR", tmp_path)
     with pytest.raises(data.DataIntegrityError, match="alexnet_teaching.pt is corrupted"):
-        models.load_shipped_checkpoint(rel)
+        checkpoints.load_shipped_checkpoint(rel)
 
 
 def test_with_conv_weights_swaps_the_conv_layers_only():

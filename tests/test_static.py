@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from zfviz import data, models, occlusion
+from zfviz import checkpoints, data, occlusion
 from zfviz.static import (_component, _script_json, decode_uri, picture_uri, static_deconv_explorer,
                           static_occlusion_explorer)
 from zfviz.views import deconv_view, occlusion_view
@@ -30,7 +30,7 @@ S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's 
 @pytest.fixture(scope="module")
 def teaching():
     torch.manual_seed(0)
-    net, pre = models.load_teaching_zfnet()
+    net, pre = checkpoints.load_teaching_zfnet()
     return net, pre, data.ClipArt("val")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zfviz import data, deconv, layers, models, views
+from zfviz import checkpoints, data, deconv, layers, views
 from zfviz.plotting import stretch_symmetric
 
 S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's default)
@@ -19,7 +19,7 @@ S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's 
 @pytest.fixture(scope="module")
 def teaching():
     torch.set_num_threads(int(os.environ.get("ZFVIZ_THREADS", "2")))   # as the chapters: 1 in the 1-thread passes
-    model, preprocess = models.load_teaching_zfnet()
+    model, preprocess = checkpoints.load_teaching_zfnet()
     return model, preprocess, data.ClipArt("val")
 
 

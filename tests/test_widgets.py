@@ -12,7 +12,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from zfviz import data, models, occlusion, widgets
+from zfviz import checkpoints, data, models, occlusion, widgets
 from zfviz.deconv import field_crop, project, receptive_field_box
 from zfviz.plotting import stretch_symmetric
 
@@ -22,7 +22,7 @@ S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's 
 @pytest.fixture(scope="module")
 def teaching():
     torch.set_num_threads(int(os.environ.get("ZFVIZ_THREADS", "2")))   # as the chapters: 1 in the 1-thread passes
-    model, preprocess = models.load_teaching_zfnet()
+    model, preprocess = checkpoints.load_teaching_zfnet()
     return model, preprocess, data.ClipArt("val")
 
 

@@ -68,7 +68,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, preprocess: nn.Module | 
 
 
 def publish(path: Path, write) -> str:
-    """Write a file through ``write(tmp)`` and rename it to ``path``, with its sha256 in ``path.sha256``."""
+    """Write a file through ``write(tmp)`` and rename it to ``path``, with its sha256 in ``path.sha256``.
+
+    Explained in the chapter "Training ZFNet" (book/training).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
@@ -89,6 +92,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def recorded_hashes(path: Path) -> set[str] | str:
     """The hashes ``path.sha256`` accepts for ``path``, or why there are none ("missing", "empty").
+    Explained in the chapter "Training ZFNet" (book/training).
     A line that is not ``<64 hex digits>  <this file's name>`` raises CheckpointError naming the file."""
     side = path.with_name(path.name + ".sha256")
     if not side.is_file():
@@ -116,6 +120,7 @@ def recorded_hashes(path: Path) -> set[str] | str:
 
 def load_verified(path: Path, what: str, accepted: set[str] | str | None, fix: str):
     """``torch.load(path, weights_only=True)`` once the file's sha256 is one of ``accepted``.
+    Explained in the chapter "Training ZFNet" (book/training).
 
     ``accepted`` is a set of hashes, a string saying why none is recorded (refused, with ``fix`` as the way out),
     or None when the caller explicitly allowed an unchecked load. Checkpoints and snapshot files share it."""
@@ -134,7 +139,10 @@ def load_verified(path: Path, what: str, accepted: set[str] | str | None, fix: s
 
 
 def read_checkpoint(path, expected_sha256=None, allow_unverified: bool = False) -> dict:
-    """The state dict of a checkpoint file, after its sha256 is checked (see :func:`load_checkpoint`)."""
+    """The state dict of a checkpoint file, after its sha256 is checked (see :func:`load_checkpoint`).
+
+    Explained in the chapter "Training ZFNet" (book/training).
+    """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a checkpoint file name (str or pathlib.Path), got {type(path).__name__}")
     path = Path(path)
@@ -177,7 +185,10 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, expected_s
 
 
 def apply_checkpoint(path: Path, state: dict, model: nn.Module | None):
-    """``(model, preprocess, state)`` of a checkpoint state read by :func:`read_checkpoint`."""
+    """``(model, preprocess, state)`` of a checkpoint state read by :func:`read_checkpoint`.
+
+    Explained in the chapter "Training ZFNet" (book/training).
+    """
     config = state["config"]
     if model is None:
         model = build_model(**config)

@@ -27,7 +27,8 @@ __all__ = ["Fig4Snapshots", "read_snapshots", "save_snapshots"]
 
 def read_snapshots(path: Path) -> dict:
     """The snapshot file of a run ({"epochs": [...], "layers": {...}}), checked against the sha256 beside it
-    (written by :func:`save_snapshots`), or a CheckpointError naming it."""
+    (written by :func:`save_snapshots`), or a CheckpointError naming it. Explained in the chapter "Training ZFNet"
+    (book/training), which reads the shipped snapshots of the teaching run."""
     state = checkpoints.load_verified(path, "snapshot file", checkpoints.recorded_hashes(path),
                            "restore the sidecar, or delete the file to record the snapshots anew")
     if not (isinstance(state, dict) and isinstance(state.get("epochs"), list)
@@ -49,6 +50,7 @@ def _keep_epochs(state: dict, last: int) -> dict:
 
 
 def save_snapshots(path: Path, state: dict) -> None:
+    """Write a snapshot file atomically, with its sha256 beside it. Explained in the chapter "Training ZFNet"."""
     checkpoints.publish(path, lambda tmp: torch.save(state, tmp))     # atomic, with its sha256 beside it
 
 

@@ -20,7 +20,9 @@ _PASS = (nn.ReLU, nn.LocalResponseNorm, nn.Identity, nn.Dropout, nn.BatchNorm2d)
 
 
 def convs(model: nn.Module) -> list[nn.Conv2d]:
-    """The paper's conv layers 1, 2, ... of a flat network: its ``nn.Conv2d`` children, in order."""
+    """The paper's conv layers 1, 2, ... of a flat network: its ``nn.Conv2d`` children, in order.
+
+    Explained in the chapter "The network" (book/network)."""
     return [m for m in model.children() if isinstance(m, nn.Conv2d)]
 
 
@@ -28,6 +30,8 @@ def stack(model: nn.Module, layer: int) -> list[nn.Module]:
     """Children from the input up to relu{layer}: conv{layer} and the ReLU right after it.
 
     Running them is the forward pass to the paper's feature map of layer ``layer`` (``zfviz.deconv.feature_map``).
+
+    Explained in the chapter "The network" (book/network).
     """
     children = list(model.children())
     end = children.index(convs(model)[layer - 1]) + 1
@@ -37,7 +41,9 @@ def stack(model: nn.Module, layer: int) -> list[nn.Module]:
 
 
 def named_stack(model: nn.Module, layer: int):
-    """(name, module) pairs of :func:`stack`, for messages that name the module."""
+    """(name, module) pairs of :func:`stack`, for messages that name the module.
+
+    Explained in the chapter "The network" (book/network)."""
     return list(model.named_children())[:len(stack(model, layer))]
 
 
@@ -46,6 +52,8 @@ def model_device(model: nn.Module, images: torch.Tensor | None = None) -> torch.
 
     The package's one device rule: every function computes on its model's device and returns its result on
     the device of the tensors it was given.
+
+    Explained in the chapter "The network" (book/network).
     """
     param = next(model.parameters(), None)
     if param is not None:
@@ -54,7 +62,9 @@ def model_device(model: nn.Module, images: torch.Tensor | None = None) -> torch.
 
 
 def model_dtype(model: nn.Module) -> torch.dtype | None:
-    """The float dtype of the model's parameters (None for a model without float parameters)."""
+    """The float dtype of the model's parameters (None for a model without float parameters).
+
+    Explained in the chapter "The network" (book/network)."""
     param = next((p for p in model.parameters() if p.is_floating_point()), None)
     return param.dtype if param is not None else None
 
@@ -64,6 +74,8 @@ def to_model(model: nn.Module, images: torch.Tensor, name: str = "images") -> to
 
     A float16/bfloat16 image into a float32 model is exact; a float64 one is rounded to float32 (relative
     2**-24), finer than the network's own float32 arithmetic. Values beyond the model dtype's range are refused.
+
+    Explained in the chapter "The network" (book/network).
     """
     dtype = model_dtype(model)
     x = images.to(device=model_device(model, images), dtype=dtype if dtype is not None else images.dtype)
@@ -75,12 +87,16 @@ def to_model(model: nn.Module, images: torch.Tensor, name: str = "images") -> to
 
 
 def pair(v) -> tuple[int, int]:
-    """An int or an (y, x) pair, as PyTorch stores kernel sizes, strides and padding, as a pair."""
+    """An int or an (y, x) pair, as PyTorch stores kernel sizes, strides and padding, as a pair.
+
+    Explained in the chapter "The network" (book/network)."""
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
 def geometry(m: nn.Module):
-    """Per axis (kernel, stride, padding, dilation) and ceil_mode of a Conv2d/MaxPool2d, or None."""
+    """Per axis (kernel, stride, padding, dilation) and ceil_mode of a Conv2d/MaxPool2d, or None.
+
+    Explained in the chapter "The network" (book/network)."""
     if isinstance(m, nn.Conv2d) and not isinstance(m.padding, str):
         return tuple(zip(*(pair(v) for v in (m.kernel_size, m.stride, m.padding, m.dilation)))), False
     if isinstance(m, nn.MaxPool2d):
@@ -90,7 +106,9 @@ def geometry(m: nn.Module):
 
 
 def out_side(n: int, window, ceil: bool) -> int:
-    """Output length along one axis of a conv/pool with ``window`` (k, s, p, d) on ``n`` inputs; 0 if none."""
+    """Output length along one axis of a conv/pool with ``window`` (k, s, p, d) on ``n`` inputs; 0 if none.
+
+    Explained in the chapter "The network" (book/network)."""
     k, s, p, d = window
     span = n + 2 * p - d * (k - 1) - 1
     if not ceil:
@@ -103,7 +121,9 @@ def out_side(n: int, window, ceil: bool) -> int:
 
 def walk_sizes(children, height: int, width: int):
     """Follow (H, W) through ``children``: yields (name, module, (h, w) in, (h, w) out, channels) per conv/pool;
-    stops at the first module whose geometry it does not know. Flatten + Linear yields (name, linear, size, None, c)."""
+    stops at the first module whose geometry it does not know. Flatten + Linear yields (name, linear, size, None, c).
+
+    Explained in the chapter "The network" (book/network)."""
     channels, names = None, [n for n, _ in children]
     modules = [m for _, m in children]
     for i, m in enumerate(modules):
@@ -125,7 +145,9 @@ def walk_sizes(children, height: int, width: int):
 
 
 def smallest_side(children) -> int | None:
-    """The smallest square input side every conv/pool of ``children`` has output for (None if > 4096)."""
+    """The smallest square input side every conv/pool of ``children`` has output for (None if > 4096).
+
+    Explained in the chapter "The network" (book/network)."""
     for n in range(1, 4097):
         if all(out is None or 0 not in out for *_, out, _ in walk_sizes(children, n, n)):
             return n

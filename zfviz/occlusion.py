@@ -171,7 +171,7 @@ def occlusion_map(model: nn.Module, image: torch.Tensor, target: int, size: int,
 
     Args:
         model: any ``nn.Module`` mapping (N, 3, H, W) to logits (N, num_classes), e.g. the teaching ZFNet or
-            ``zfviz.models.efficientnet_lite0()``. Used as it is: call ``model.eval()`` first (a warning says
+            ``zfviz.pretrained.efficientnet_lite0()``. Used as it is: call ``model.eval()`` first (a warning says
             so when dropout or batch norm is in training mode). Not modified.
         image: (3, H, W) float, finite, already preprocessed: what the model takes; other float dtypes are converted
             to the model's (float16 exactly, float64 rounded to float32).

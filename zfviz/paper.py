@@ -118,7 +118,8 @@ def values() -> list[float]:
     """Every number above, flattened (tuples and dict values unpacked, None skipped); percentages as printed
     (a share below 1 also as per cent, except in the tables of scores listed in ``_NEVER_PERCENT``).
 
-    ``tests/test_prose_numbers.py`` accepts a number in the book's prose that equals one of these.
+    ``tests/test_prose_numbers.py`` accepts a number in the book's prose that equals one of these. Explained in
+    the chapter "Introduction" (book/intro), with the paper's version.
     """
     found: list[float] = []
 
