@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 
 __all__ = ["show_images", "show_feature_maps", "show_filters", "stretch",
-           "stretch_symmetric", "show_fig2", "draw_deconvnet"]
+           "stretch_symmetric", "show_fig2", "draw_deconvnet", "draw_box"]
 
 plt.rcParams.update({"figure.facecolor": "white", "axes.facecolor": "white", "savefig.facecolor": "white",
                      "figure.dpi": 80, "image.cmap": "viridis"})
@@ -232,3 +232,17 @@ def draw_deconvnet(model: torch.nn.Module, layer: int, size: float = 1.0):
     _fig1_ends(ax, n, layer)
     ax.set_title(f"Convnet (left, up) and deconvnet (right, down) for layer {layer}", fontsize=9)
     return fig
+
+
+def draw_box(ax, box, color: str = "#FFB000", lw: float = 1.5) -> None:
+    """Outline an end-exclusive ``(y0, x0, y1, x1)`` pixel box (as ``receptive_field_box`` gives) on an image axis.
+
+    Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
+    """
+    try:
+        y0, x0, y1, x1 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise ValueError(f"box must be 4 numbers (y0, x0, y1, x1); got {box!r}") from None
+    if not all(math.isfinite(v) for v in (y0, x0, y1, x1)) or y1 < y0 or x1 < x0:
+        raise ValueError(f"box must be (y0, x0, y1, x1), finite, with y0 <= y1 and x0 <= x1; got {box!r}")
+    ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=color, lw=lw))

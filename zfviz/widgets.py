@@ -31,6 +31,7 @@ from torch import nn
 from . import layers
 # The pure functions live in zfviz.views (the static pages use them without ipywidgets); they stay importable
 # from here, where the chapters have always found them (the occlusion chapter reads COARSE_POSITIONS here).
+from .plotting import draw_box  # noqa: F401 (re-exported: the chapters called widgets.draw_box)
 from .views import COARSE_POSITIONS, DeconvView, OcclusionView, deconv_view, occlusion_view  # noqa: F401
 
 __all__ = ["deconv_view", "DeconvView", "show_view", "draw_box", "deconv_explorer", "DeconvExplorer",
@@ -95,20 +96,6 @@ def show_view(view: DeconvView, classes=None, inches: float | None = None, *, si
     draw_box(axes[0], view["box"])
     fig.tight_layout()
     return fig
-
-
-def draw_box(ax, box, color: str = "#FFB000", lw: float = 1.5) -> None:
-    """Outline an end-exclusive ``(y0, x0, y1, x1)`` pixel box (as ``receptive_field_box`` gives) on an image axis.
-
-    Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
-    """
-    try:
-        y0, x0, y1, x1 = (float(v) for v in box)
-    except (TypeError, ValueError):
-        raise ValueError(f"box must be 4 numbers (y0, x0, y1, x1); got {box!r}") from None
-    if not all(math.isfinite(v) for v in (y0, x0, y1, x1)) or y1 < y0 or x1 < x0:
-        raise ValueError(f"box must be (y0, x0, y1, x1), finite, with y0 <= y1 and x0 <= x1; got {box!r}")
-    ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=color, lw=lw))
 
 
 class DeconvExplorer(widgets.VBox):
