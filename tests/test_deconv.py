@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from reference import assert_no_hooks
+from reference import relu_output as features
 from zfviz import deconv, layers
 from zfviz.data import Preprocess
 from zfviz.deconv import (backprop, filter_down, guided_backprop, project, receptive_field_box, rectify,
@@ -30,14 +32,6 @@ def small(arch="zfnet", input_size=112, seed=0):
 def images(n=2, size=112, seed=1):
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
-
-def features(model, x, layer):
-    """relu{layer}'s output, by running the children in order (independent of zfviz.deconv)."""
-    for name, m in model.named_children():
-        x = m(x)
-        if name == f"relu{layer}":
-            return x
-    raise AssertionError(f"no relu{layer}")
 
 
 def strong_channel(model, x, layer):
@@ -420,11 +414,6 @@ def test_project_matches_captum_neuron_deconvolution(layer):
 
 
 # ---------------------------------------------------------------- contract: hooks, model untouched, errors
-
-def assert_no_hooks(model):
-    for name, m in model.named_modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            assert not getattr(m, attr), f"{name or 'model'}.{attr} is not empty"
 
 
 def test_no_hooks_and_model_untouched_after_every_call(clipart_like):

@@ -10,14 +10,21 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from reference import relu_output
 
 from zfviz import activations, deconv, features
 from zfviz import correspondence as corr_module
 from zfviz import filters as fe
 from zfviz import invariance as inv_module
 from zfviz.activations import layer_features
-from zfviz.correspondence import (correspondence, mask_region, pair_sign_change, part_squares, random_squares,
-                                  sign_change_score)
+from zfviz.correspondence import (
+    correspondence,
+    mask_region,
+    pair_sign_change,
+    part_squares,
+    random_squares,
+    sign_change_score,
+)
 from zfviz.data import Preprocess
 from zfviz.invariance import invariance, transform
 from zfviz.models import init_kaiming_, zfnet
@@ -35,13 +42,8 @@ def images(n=3, size=SIZE, seed=1, dtype=torch.float32):
 
 
 def manual(model, x, layer):
-    """The paper's layer by running the children in order, dropout as the identity (independent of zfviz)."""
-    names = {k: f"relu{k}" for k in range(1, 8)}
-    for name, m in model.named_children():
-        x = x if isinstance(m, torch.nn.Dropout) else m(x)
-        if name == names[layer]:
-            return x.flatten(1)
-    raise AssertionError(f"no {names[layer]}")
+    """The paper's layer, flattened, by running the children in order (independent of zfviz)."""
+    return relu_output(model, x, layer).flatten(1)
 
 
 # ---------------------------------------------------------------- layer_features

@@ -5,12 +5,15 @@ import inspect
 import os
 
 import ipywidgets
-import numpy as np
 import matplotlib
+import numpy as np
 import pytest
 import torch
 
 matplotlib.use("Agg")
+
+from reference import assert_no_hooks
+from reference import relu_output as relu_map
 
 from zfviz import checkpoints, data, models, occlusion, widgets
 from zfviz.deconv import field_crop, project, receptive_field_box
@@ -26,20 +29,6 @@ def teaching():
     return model, preprocess, data.ClipArt("val")
 
 
-def relu_map(model, x, layer):
-    """relu{layer}'s output (1, C, h, w), by running the children in order (independent of zfviz)."""
-    with torch.no_grad():
-        for name, m in model.named_children():
-            x = m(x)
-            if name == f"relu{layer}":
-                return x
-    raise AssertionError(f"no relu{layer}")
-
-
-def assert_no_hooks(model):
-    for name, m in model.named_modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            assert not getattr(m, attr), f"{name or 'model'}.{attr} is not empty"
 
 
 def firing_channel(model, preprocess, val, layer, index, rank=1):
