@@ -129,21 +129,21 @@ def shift_right(batch, k, fill):
         moved[..., :k] = batch[..., -k:]
     return moved
 
-reference = features.layer_features(net, preprocess(images), [1, 7])
+reference = activations.layer_features(net, preprocess(images), [1, 7])
 horizontal = {}
 for k in (-max_shift, -5, 5, max_shift):
-    f = features.layer_features(net, preprocess(shift_right(images, k, preprocess.mean)), [1, 7])
+    f = activations.layer_features(net, preprocess(shift_right(images, k, preprocess.mean)), [1, 7])
     horizontal[k] = {l: ((f[l] - reference[l]).norm(dim=1) / reference[l].norm(dim=1)).mean().item() for l in (1, 7)}
 """,
     # Mirrored top-bottom (the height axis) instead of left-right.
     "invariance-ex2": """
-half_turn = features.invariance(net, images, labels, "rotate", [180], layers=(7,), preprocess=preprocess)
+half_turn = invariance.invariance(net, images, labels, "rotate", [180], layers=(7,), preprocess=preprocess)
 with torch.no_grad():
     p_mirror = net(preprocess(images.flip(-2))).softmax(1)[torch.arange(len(labels)), labels]
 """,
     # The distance itself, not relative to the unshifted features' length.
     "invariance-ex3": """
-every_layer = features.invariance(net, images, labels, "translate", [5], layers=list(range(1, 8)),
+every_layer = invariance.invariance(net, images, labels, "translate", [5], layers=list(range(1, 8)),
                                   preprocess=preprocess)
 by_layer = {l: every_layer.distance[l][0].mean().item() for l in range(1, 8)}
 """,
@@ -181,23 +181,23 @@ direction = torch.randn(100_000, generator=gen)
 same_way = (0.5 + torch.rand(5, 1, generator=gen)) * direction
 one_reversed = same_way.clone()
 one_reversed[0] *= -1
-delta_same = features.sign_change_score(same_way)
-delta_reversed = features.sign_change_score(one_reversed)
+delta_same = correspondence.sign_change_score(same_way)
+delta_reversed = correspondence.sign_change_score(one_reversed)
 predicted, measured = {}, {}
 for z in (0.0, 0.5, 0.9):
     eps_random = torch.randn(5, 100_000, generator=gen).masked_fill(torch.rand(5, 100_000, generator=gen) < z, 0.0)
     predicted[z] = (1 - z) ** 2 / 2
-    measured[z] = (features.sign_change_score(eps_random), features.sign_change_score(eps_random, ignore_zeros=True))
+    measured[z] = (correspondence.sign_change_score(eps_random), correspondence.sign_change_score(eps_random, ignore_zeros=True))
 """,
     # The square's corner put on the middle of the tile instead of its centre.
     "correspondence-ex2": """
 sides = parts["upper left"][:, 2:] - parts["upper left"][:, :2]
 corner = test5.locate(renders, torch.tensor([[0.5, 0.5]] * 5)).round().long()
 middle_squares = torch.cat([corner, corner + sides], 1)
-middle_scores = features.correspondence(net, x, {"middle": middle_squares, **random_parts}, layers=(5, 7),
+middle_scores = correspondence.correspondence(net, x, {"middle": middle_squares, **random_parts}, layers=(5, 7),
                                         ignore_zeros=True)
-by_hand = features.sign_change_score(features.layer_features(net, x, 5)
-                                     - features.layer_features(net, features.mask_region(x, middle_squares), 5),
+by_hand = correspondence.sign_change_score(activations.layer_features(net, x, 5)
+                                     - activations.layer_features(net, correspondence.mask_region(x, middle_squares), 5),
                                      ignore_zeros=True)
 """,
     # The biases forgotten: a layer counted as its weights only.

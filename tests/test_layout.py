@@ -97,3 +97,15 @@ def test_every_module_names_its_chapter():
     for name in MODULES:
         doc = ast.get_docstring(ast.parse((PACKAGE / f"{name}.py").read_text())) or ""
         assert "chapter" in doc or name.startswith("_"), f"zfviz/{name}.py's docstring names no chapter"
+
+
+def test_the_readme_lists_the_modules_in_an_order_data_flows_along():
+    """README's table of modules: every zfviz module, each importing only modules listed above it."""
+    import re
+    readme = (PACKAGE.parent / "README.md").read_text()
+    listed = re.findall(r"^\| `(\w+)\.py` \|", readme, flags=re.M)
+    public = [m for m in MODULES if not m.startswith("_") and m != "features"]
+    assert sorted(listed) == sorted(public)
+    for i, name in enumerate(listed):
+        later = set(listed[i + 1:]) & GRAPH[name]
+        assert not later, f"README lists zfviz/{name}.py above {sorted(later)}, which it imports"
