@@ -28,22 +28,16 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import build_data  # noqa: E402
-from zfviz import checkpoints, data as zdata, deconv, occlusion  # noqa: E402
+from zfviz import checkpoints, data as zdata, occlusion  # noqa: E402
 
 SQUARE, STRIDE = 24, 4          # the occlusion chapter's (its SQUARE and STRIDE)
 SPLITS = ("val", "test")
-
-
-def object_share(mask: torch.Tensor, size: int, stride: int) -> torch.Tensor:
-    """(ny, nx): the share of each square position that lies on the object (mask (H, W) bool)."""
-    return F.avg_pool2d(mask.double()[None, None], size, stride)[0, 0]
 
 
 def measure(net, preprocess, split: str, limit: int | None = None) -> list[dict]:
@@ -53,10 +47,8 @@ def measure(net, preprocess, split: str, limit: int | None = None) -> list[dict]
     for i in range(len(clip) if limit is None else min(limit, len(clip))):
         image = preprocess(x[i:i + 1])[0]
         panels = occlusion.occlusion_panels(net, image, int(y[i]), size=SQUARE, stride=STRIDE)
-        total = float(deconv.feature_map(net, image[None], 5)[0, panels.feature_channel].sum())
-        drop = total - panels.feature_total.double()
-        energy = occlusion.energy_under_square(panels.projection, SQUARE, STRIDE)
-        on_object = object_share(clip.masks[i], SQUARE, STRIDE)
+        drop, energy, total = occlusion.fig7_bc(net, image, panels, SQUARE, STRIDE)
+        on_object = occlusion.mask_share(clip.masks[i], SQUARE, STRIDE)
         energies.append(energy)
         rows.append({"split": split, "index": i, "label": int(y[i]), "channel": panels.feature_channel,
                      "position": list(panels.feature_position), "total": total,

@@ -471,3 +471,38 @@ def test_map_correlation_equals_numpy_corrcoef():
 def test_fig7c_helpers_refuse_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_fig7_bc_is_the_drop_of_panel_b_and_the_energy_of_panel_c():
+    """Each cell: the map's unoccluded total minus its total under that square (recomputed here by occluding and
+    running the network), and the projection's energy under the square (a loop over pixels)."""
+    model, x = small().eval(), image()
+    size, stride = 16, 16
+    panels = occlusion_panels(model, x, 0, size, stride)
+    bc = occlusion.fig7_bc(model, x, panels, size, stride)
+    channel = panels.feature_channel
+    total = float(deconv.feature_map(model, x[None], 5)[0, channel].sum())
+    assert bc.total == pytest.approx(total, rel=1e-6)
+    ny, nx = panels.prob.shape
+    for i in range(ny):
+        for j in range(nx):
+            covered = occlusion.occlude(x, (i * stride, j * stride), size)
+            under = float(deconv.feature_map(model, covered[None], 5)[0, channel].sum())
+            assert float(bc.drop[i, j]) == pytest.approx(total - under, rel=1e-4, abs=1e-4 * max(total, 1.0))
+            energy = panels.projection.double().pow(2).sum(0)
+            square = energy[i * stride:i * stride + size, j * stride:j * stride + size].sum() / energy.sum()
+            assert float(bc.energy[i, j]) == pytest.approx(float(square), rel=1e-9)
+    with pytest.raises(ValueError, match="pass the size and stride occlusion_panels was called with"):
+        occlusion.fig7_bc(model, x, panels, size, 8)
+    with pytest.raises(TypeError, match="panels must be what occlusion_panels returns"):
+        occlusion.fig7_bc(model, x, tuple(panels), size, stride)
+
+
+def test_mask_share_is_the_fraction_of_each_square_on_the_object():
+    mask = torch.zeros(12, 12, dtype=torch.bool)
+    mask[:6, :3] = True
+    share = occlusion.mask_share(mask, 6, 3)
+    assert share.shape == (3, 3) and share.dtype == torch.float64
+    assert share[0, 0] == 0.5 and share[0, 1] == 0.0 and share[1, 0] == pytest.approx(9 / 36)
+    with pytest.raises(ValueError, match=r"mask must be a bool tensor \(H, W\)"):
+        occlusion.mask_share(mask.float(), 6, 3)

@@ -36,7 +36,8 @@ from ._checks import (as_int, check_batch_size, check_fill, check_image, check_i
                       check_layer, check_model, check_occluder, check_target, warn_if_training)
 
 __all__ = ["occlusion_map", "occlusion_probabilities", "occlusion_panels", "OcclusionPanels", "occlude",
-           "occlusion_grid", "map_extent", "energy_under_square", "map_correlation"]
+           "occlusion_grid", "map_extent", "energy_under_square", "map_correlation", "fig7_bc", "Fig7BC",
+           "mask_share"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -281,3 +282,50 @@ def occlusion_panels(model: nn.Module, image: torch.Tensor, target: int, size: i
     return OcclusionPanels(probs[:, target].view(shape).to(dev), top_class.view(shape).to(dev),
                            top_prob.view(shape).to(dev), channel, position, torch.cat(totals).view(shape).to(dev),
                            projection.to(dev), float(run.logits.softmax(dim=1)[0, target]))
+
+
+class Fig7BC(NamedTuple):
+    """Panels (b) and (c) of ZF Fig. 7 on the occluder's grid, as :func:`fig7_bc` returns them.
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion). ``drop`` (ny, nx) float64: the watched map's
+    total activation without the square minus with it (panel b as a loss); ``energy`` (ny, nx) float64: the share
+    of the map's projection (panel c) under each square (:func:`energy_under_square`); ``total``: the map's total
+    activation in the unoccluded image.
+    """
+    drop: torch.Tensor
+    energy: torch.Tensor
+    total: float
+
+
+def fig7_bc(model: nn.Module, image: torch.Tensor, panels: OcclusionPanels, size: int, stride: int,
+            layer: int = 5) -> Fig7BC:
+    """Panel (b) as a drop and panel (c) as energy under the square, ready to correlate (:func:`map_correlation`).
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion), which tests the paper's reading of Fig. 7:
+    where the square covers what the projection shows, the map loses its activation. ``image`` (3, H, W) and
+    ``panels`` from :func:`occlusion_panels` with the same ``size``, ``stride`` and ``layer``.
+    """
+    if not isinstance(panels, OcclusionPanels):
+        raise TypeError(f"panels must be what occlusion_panels returns, got {type(panels).__name__}")
+    check_image(image)
+    fmap = deconv.feature_map(model, image[None], layer)[0, panels.feature_channel]     # (h, w)
+    total = float(fmap.sum())
+    drop = total - panels.feature_total.double()
+    energy = energy_under_square(panels.projection, size, stride)
+    if drop.shape != energy.shape:
+        raise ValueError(f"panels are on a {tuple(drop.shape)} grid, but size={size}, stride={stride} give "
+                         f"{tuple(energy.shape)}: pass the size and stride occlusion_panels was called with")
+    return Fig7BC(drop, energy, total)
+
+
+def mask_share(mask: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+    """The share of each square position that lies on the object: (ny, nx) float64 in [0, 1].
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion), the control for :func:`fig7_bc`: does the
+    drop follow the projection, or merely the object? ``mask`` (H, W) bool, e.g. ``ClipArt.masks[i]``.
+    """
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a bool tensor (H, W); got "
+                         f"{tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__}")
+    occlusion_grid(mask.shape[0], mask.shape[1], size, stride)                 # validates size and stride
+    return F.avg_pool2d(mask.double()[None, None], size, stride)[0, 0]
