@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import torch
 
 __all__ = ["show_images", "show_feature_maps", "show_filters", "stretch",
-           "stretch_symmetric", "show_fig2", "draw_deconvnet", "draw_box"]
+           "stretch_symmetric", "show_fig2", "draw_deconvnet", "draw_box", "show_top_class", "TOP_CLASS_COLOURS"]
 
 plt.rcParams.update({"figure.facecolor": "white", "axes.facecolor": "white", "savefig.facecolor": "white",
                      "figure.dpi": 80, "image.cmap": "viridis"})
@@ -246,3 +246,34 @@ def draw_box(ax, box, color: str = "#FFB000", lw: float = 1.5) -> None:
     if not all(math.isfinite(v) for v in (y0, x0, y1, x1)) or y1 < y0 or x1 < x0:
         raise ValueError(f"box must be (y0, x0, y1, x1), finite, with y0 <= y1 and x0 <= x1; got {box!r}")
     ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=color, lw=lw))
+
+
+# Paul Tol's colour-blind-safe "muted" qualitative scheme (eight colours); grey for everything else.
+TOP_CLASS_COLOURS = ("#332288", "#DDCC77", "#CC6677", "#117733", "#88CCEE", "#AA4499", "#44AA99", "#999933")
+OTHER_CLASSES = "#DDDDDD"
+
+
+def show_top_class(ax, top_class: torch.Tensor, class_names, extent=None, fontsize: float = 7) -> list[int]:
+    """ZF Fig. 7 (e): the most probable class at each occluder position, one colour per class, with a legend.
+
+    Explained in the chapter "Occlusion sensitivity" (book/occlusion). ``top_class`` (ny, nx) ints (e.g.
+    ``occlusion_probabilities(...).argmax(-1)``); ``class_names[c]`` names class c. The classes that win
+    somewhere get the colours of :data:`TOP_CLASS_COLOURS`, most frequent first; any beyond eight share grey.
+    ``extent`` places the map over its image (``zfviz.occlusion.map_extent``). Returns the coloured classes.
+    """
+    from matplotlib.colors import ListedColormap
+    if not isinstance(top_class, torch.Tensor) or top_class.dim() != 2 or top_class.is_floating_point():
+        raise ValueError(f"top_class must be an integer tensor (ny, nx); got "
+                         f"{tuple(top_class.shape) if isinstance(top_class, torch.Tensor) else type(top_class).__name__}")
+    wins = top_class.flatten().long().bincount()
+    named = [int(c) for c in wins.argsort(descending=True) if wins[c] > 0][:len(TOP_CLASS_COLOURS)]
+    codes = torch.full_like(top_class, len(named))
+    for k, c in enumerate(named):
+        codes[top_class == c] = k
+    colours = list(TOP_CLASS_COLOURS[:len(named)])
+    ax.imshow(codes.numpy(), cmap=ListedColormap(colours + [OTHER_CLASSES]), vmin=-0.5, vmax=len(named) + 0.5,
+              interpolation="nearest", extent=extent)
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in colours],
+              labels=[class_names[c] for c in named], fontsize=fontsize, loc="upper left",
+              bbox_to_anchor=(1.02, 1), frameon=False)
+    return named
