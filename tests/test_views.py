@@ -2,7 +2,6 @@
 deconvnet view, and importable without ipywidgets (issue 17)."""
 import dataclasses
 import inspect
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,17 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from zfviz import checkpoints, data, deconv, layers, views
+from zfviz import data, deconv, layers, views
 from zfviz.plotting import stretch_symmetric
 
 S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's default)
-
-
-@pytest.fixture(scope="module")
-def teaching():
-    torch.set_num_threads(int(os.environ.get("ZFVIZ_THREADS", "2")))   # as the chapters: 1 in the 1-thread passes
-    model, preprocess = checkpoints.load_teaching_zfnet()
-    return model, preprocess, data.ClipArt("val")
 
 
 @pytest.fixture(scope="module")

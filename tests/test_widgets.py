@@ -2,7 +2,6 @@
 import asyncio
 import copy
 import inspect
-import os
 
 import ipywidgets
 import matplotlib
@@ -15,18 +14,11 @@ matplotlib.use("Agg")
 from reference import assert_no_hooks
 from reference import relu_output as relu_map
 
-from zfviz import checkpoints, data, models, occlusion, widgets
+from zfviz import data, models, occlusion, widgets
 from zfviz.deconv import field_crop, project, receptive_field_box
 from zfviz.plotting import stretch_symmetric
 
 S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's default)
-
-
-@pytest.fixture(scope="module")
-def teaching():
-    torch.set_num_threads(int(os.environ.get("ZFVIZ_THREADS", "2")))   # as the chapters: 1 in the 1-thread passes
-    model, preprocess = checkpoints.load_teaching_zfnet()
-    return model, preprocess, data.ClipArt("val")
 
 
 
