@@ -602,3 +602,11 @@ def test_with_conv_weights_swaps_the_conv_layers_only():
         with_conv_weights(a, {k: v for k, v in convs.items() if k != "5.bias"})
     with pytest.raises(ValueError, match=r"convs\['1.weight'\] must be a tensor of shape"):
         with_conv_weights(a, {**convs, "1.weight": torch.zeros(3, 3)})
+
+
+@pytest.mark.parametrize("name, where", [("load_teaching_zfnet", "checkpoints"), ("load_shipped_checkpoint", "checkpoints"),
+                                         ("efficientnet_lite0", "pretrained"), ("pretrained_zfnet", "pretrained")])
+def test_a_moved_name_says_where_it_went(name, where):
+    from zfviz import models
+    with pytest.raises(AttributeError, match=rf"zfviz\.models\.{name} moved to zfviz\.{where}\.{name}"):
+        getattr(models, name)

@@ -461,8 +461,6 @@ _MOVED_TO_PRETRAINED = frozenset({"efficientnet_lite0", "EFFICIENTNET_LITE0_SHA2
 def __getattr__(name: str):
     # Moved to zfviz.checkpoints (which builds on this module; importing it here would make a cycle).
     if name in ("load_teaching_zfnet", "load_shipped_checkpoint", "TEACHING_WEIGHTS"):
-        from . import checkpoints   # TEMPORARY-S11: until the chapters call zfviz.load_teaching_zfnet
-        return getattr(checkpoints, name)
         raise AttributeError(f"zfviz.models.{name} moved to zfviz.checkpoints.{name}"
                              + (" (also zfviz.load_teaching_zfnet)" if name == "load_teaching_zfnet" else ""))
     if name in _MOVED_TO_PRETRAINED:
