@@ -222,6 +222,12 @@ def test_ten_crops_match_torchvision_and_slices_by_hand():
     by_hand = [x[..., ys, xs] for ys, xs in windows] + [mirrored[..., ys, xs] for ys, xs in windows]
     assert torch.equal(crops, torch.stack(by_hand, dim=1))
     assert torch.equal(crops[:, 5], x[..., :11, 9:].flip(-1))          # top-left of the mirrored image
+    # Where a margin is 3 mod 4 torchvision rounds half its offset up ((17 - 10) / 2 = 3.5 -> 4): its centre crop
+    # moves by a pixel, ours stays at the floor (3), as the shipped results were made.
+    y = torch.rand(1, 3, 17, 17)
+    ours, theirs = ten_crops(y, 10), torch.stack(list(TF.ten_crop(y, [10, 10])), dim=1)
+    assert torch.equal(ours[:, [0, 1, 2, 3, 5, 6, 7, 8]], theirs[:, [0, 1, 2, 3, 5, 6, 7, 8]])
+    assert torch.equal(ours[:, 4], y[..., 3:13, 3:13]) and torch.equal(theirs[:, 4], y[..., 4:14, 4:14])
 
 
 @pytest.mark.parametrize("size, error", [(0, ValueError), (-3, ValueError), (18, ValueError), (21, ValueError),

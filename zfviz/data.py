@@ -686,18 +686,25 @@ def _load_image(path: str) -> Image.Image:
 def ten_crops(images: torch.Tensor, size: int) -> torch.Tensor:
     """The paper's 10 sub-crops: the four corners and the centre, each also flipped left-right.
 
-    Explained in the chapter "Training ZFNet". ``images`` (N, C, H, W) -> (N, 10, C, size, size), in
-    torchvision's ``TenCrop`` order (``torchvision.transforms.v2.functional.ten_crop``): top-left, top-right,
-    bottom-left, bottom-right, centre, then the same five of the flipped image. At the paper's scale
-    H = W = 256 and size = 224. ``size`` must be an int in 1..min(H, W).
+    Explained in the chapter "Training ZFNet". ``images`` (N, C, H, W) -> (N, 10, C, size, size): top-left,
+    top-right, bottom-left, bottom-right, centre of the image, then the same five of the flipped image. At the
+    paper's scale H = W = 256 and size = 224. ``size`` must be an int in 1..min(H, W).
+
+    Not torchvision's ``ten_crop``, on purpose: that one flips each crop (the flipped corners come in mirrored
+    order) and rounds the centre's offset half to even, so where H - size or W - size is odd its centre crops
+    differ from these by a pixel; the book's shipped results were made with these. Where both margins are even
+    the ten crops are the same set (``tests/test_data.py`` checks both facts).
     """
-    from torchvision.transforms.v2 import functional as TF
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise ValueError(f"images must be a tensor (N, C, H, W); got "
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
     h, w = images.shape[-2:]
     size = check_int("size", size, 1, min(h, w), " (the image side)")
-    return torch.stack(list(TF.ten_crop(images, [size, size])), dim=1)
+    top, left = (h - size) // 2, (w - size) // 2
+    corners = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), (top, left)]
+    mirrored = images.flip(-1)
+    crops = [picture[..., y:y + size, x:x + size] for picture in (images, mirrored) for y, x in corners]
+    return torch.stack(crops, dim=1)
 
 
 DATASETS = {"clipart": ClipArt, "tuxpaint": TuxPaint, "fashion-mnist": fashion_mnist, "imagefolder": image_folder}
