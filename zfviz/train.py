@@ -768,8 +768,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     naming the fields. The checkpoint needs its ``.sha256`` unless ``allow_unverified=True``. Fig. 4
     snapshots and best.pt are written before last.pt, so a kill between them loses nothing: the resumed
     run redoes that epoch and writes them again; on resume, snapshots.pt and best.pt must be complete up
-    to the checkpoint (copied from the checkpoint's folder into a new ``out``), else ValueError.
-    A non-finite training loss stops the run with ``FloatingPointError`` naming the epoch and step.
+    to the checkpoint (copied from the checkpoint's folder into a new ``out``), else ValueError. A non-finite
+    loss stops the run with ``FloatingPointError`` naming the epoch and step.
 
     Under ``torchrun --nproc_per_node N`` it trains with ``DistributedDataParallel``: each process takes
     1/N of every global batch of ``batch_size`` images through a ``DistributedSampler``, gradients are
