@@ -798,8 +798,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     best_accuracy = max((h["val_accuracy"] for h in run.history), default=-math.inf)
     t0 = time.time() - (run.history[-1]["time_s"] if run.history else 0.0)
     for epoch in range(run.start, cfg.epochs):
-        row = _epoch_row(run, epoch, _train_epoch(run, epoch, progress), t0)
-        run.history.append(row)
+        run.history.append(row := _epoch_row(run, epoch, _train_epoch(run, epoch, progress), t0))
         if run.main_process:
             best_accuracy = _write_epoch(run, epoch, row, best_accuracy, callbacks)
     return {"history": run.history, "model": run.net, "preprocess": run.preprocess}
