@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test unit nbval cpu-paths cpu-avx2 cpu-plain browser venv vendor lock clean data train notebooks classroom
+.PHONY: book test disk unit nbval cpu-paths cpu-avx2 cpu-plain browser venv vendor lock clean data train notebooks classroom
 
 # MathJax, served from the site itself so that the pages work offline (see _config.yml). Not in _static/:
 # Jupyter Book adds every .js file under _static/ to every page.
@@ -19,7 +19,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c requirements-lock.txt -e '.[book,test]'
+	$(PY) -m pip install --quiet --no-cache-dir -c requirements-lock.txt -e '.[book,test]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -29,13 +29,21 @@ $(VENDOR_STAMP): Makefile
 	rm -rf $(VENDOR) _build/npm && mkdir -p $(VENDOR) _build/npm
 	npm install --prefix _build/npm --no-audit --no-fund --no-save --silent $(NPM_PACKAGES)
 	cp -r _build/npm/node_modules/mathjax/es5 $(VENDOR)/mathjax
+	rm -rf _build/npm
 	touch $(VENDOR_STAMP)
 
 book: $(STAMP) $(VENDOR_STAMP)
 	$(PY) scripts/book_cache.py
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-test: unit nbval cpu-paths browser
+test: disk unit nbval cpu-paths browser
+	@$(MAKE) --no-print-directory disk
+
+# CI machines differ in free disk (the venv alone is about 6.5 GB): say what is left, before and after, so that
+# a run that fills the disk is seen as such. Tests keep only a failing test's tmp_path (pyproject.toml) and
+# each CPU-path pass removes its folder when it passes.
+disk:
+	@df -h . /tmp | sed 's/^/disk: /'
 
 # The Colab/Jupyter edition: the chapters' MyST rendered for Jupyter and Colab, outputs and glued numbers in
 # (scripts/notebooks.py) -> _build/notebooks/book/*.ipynb. scripts/publish_notebooks.sh puts it on the
@@ -80,6 +88,7 @@ define cpu_pass
 rm -rf _build/pytest-$(2) && mkdir -p _build/pytest-$(2)
 env $(1) $(PY) $(UNIT) -q -m "not classroom" --basetemp=_build/pytest-$(2)/unit
 env $(1) $(PY) $(NBVAL) -q --basetemp=_build/pytest-$(2)/nbval
+rm -rf _build/pytest-$(2)
 endef
 
 cpu-avx2: $(STAMP)
