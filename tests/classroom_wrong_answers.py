@@ -103,7 +103,7 @@ positions4 = torch.stack([where4 // f4.shape[-1], where4 % f4.shape[-1]], dim=1)
     # conv1's padding forgotten: the patch starts one row and column too late.
     "visualisation-ex2": """
 def layer2_patch(y, x):
-    return 8 * y, 8 * x, min(8 * y + 27, side), min(8 * x + 27, side)
+    return 8 * x, 8 * y, min(8 * x + 27, side), min(8 * y + 27, side)
 """,
     # The signed projection summed, where the share needs its magnitude: positive and negative cancel.
     "visualisation-ex3": """
@@ -113,7 +113,7 @@ def object_share_by(method, layer, channel):
     energy = method(model, preprocess(images[idx]), layer, channel).sum(1)
     shares, covers = [], []
     for e, mask, pos in zip(energy, val.masks[idx], top.positions[channel]):
-        y0, x0, y1, x1 = deconv.receptive_field_box(model, layer, tuple(pos.tolist()), side)
+        x0, y0, x1, y1 = deconv.receptive_field_box(model, layer, tuple(pos.tolist()), side)
         e, m = e[y0:y1, x0:x1], mask[y0:y1, x0:x1].float()
         shares.append((e * m).sum() / e.sum().clamp_min(1e-12))
         covers.append(m.mean())

@@ -272,7 +272,7 @@ def test_projection_is_zero_outside_the_receptive_field(arch, layer):
         c = int(fmap[:, :, pos[0], pos[1]].min(dim=0).values.argmax())      # active in both images
         assert fmap[:, c, pos[0], pos[1]].min() > 0
         proj = project(model, x, layer, c, position=pos).abs().sum(dim=1)   # (N, H, W)
-        y0, x0, y1, x1 = receptive_field_box(model, layer, pos, 112)
+        x0, y0, x1, y1 = receptive_field_box(model, layer, pos, 112)
         inside = torch.zeros(112, 112, dtype=torch.bool)
         inside[y0:y1, x0:x1] = True
         assert proj[:, inside].amax(dim=1).min() > 0
@@ -286,22 +286,28 @@ def test_receptive_field_box_agrees_with_layer_table_for_interior_units(arch):
     table = {row.name: row for row in layer_table(model)}
     for layer in LAYERS:
         side = table[f"relu{layer}"].out_shape[-1]
-        y0, x0, y1, x1 = receptive_field_box(model, layer, (side // 2, side // 2), 224)
+        x0, y0, x1, y1 = receptive_field_box(model, layer, (side // 2, side // 2), 224)
         assert y1 - y0 == x1 - x0 == table[f"relu{layer}"].receptive_field
         assert 0 < y0 and y1 < 224
     if arch == "zfnet":   # the paper's numbers (shared notes): 7, 27, 75, 107, 139
-        assert [receptive_field_box(model, L, (6, 6), 224)[2] - receptive_field_box(model, L, (6, 6), 224)[0]
-                for L in LAYERS] == [7, 27, 75, 107, 139]
+        assert [receptive_field_box(model, L, (6, 6), 224).width for L in LAYERS] == [7, 27, 75, 107, 139]
 
 
 def test_receptive_field_box_by_hand():
     model = zfnet(10, 0.125, 112)
     # conv1 7x7/2 pad 1: unit y covers rows 2y-1 .. 2y+5, clipped at the top.
     assert receptive_field_box(model, 1, (0, 0), 112) == (0, 0, 6, 6)
-    assert receptive_field_box(model, 1, (1, 3), 112) == (1, 5, 8, 12)
+    # The box is (x0, y0, x1, y1), the package's one order (torchvision's): unit (y=1, x=3) sees rows 1..7
+    # and columns 5..11.
+    box = receptive_field_box(model, 1, (1, 3), 112)
+    assert box == (5, 1, 12, 8) and (box.x0, box.y0, box.x1, box.y1) == (5, 1, 12, 8)
+    assert (box.rows, box.cols, box.height, box.width) == (slice(1, 8), slice(5, 12), 7, 7)
     # conv2 5x5/2 over pool1 3x3/2 over conv1: unit 1 -> pool1 rows 2..6 -> conv1 rows 4..14 -> pixels 7..33.
     assert receptive_field_box(model, 2, (1, 1), 112) == (7, 7, 34, 34)
-    assert receptive_field_box(model, 2, (1, 2), (112, 40)) == (7, 15, 34, 40)      # pixels 15..41, clipped
+    box = receptive_field_box(model, 2, (1, 2), (112, 40))            # columns 15..41, clipped at 40
+    assert box == (15, 7, 40, 34) and (box.height, box.width) == (27, 25)
+    image = torch.arange(112 * 40).view(1, 112, 40)
+    assert image[..., box.rows, box.cols].shape == (1, 27, 25)
 
 
 # ---------------------------------------------------------------- top activations
@@ -385,7 +391,7 @@ def test_top_activation_feeds_project_and_receptive_field_box(clipart_like):
     i, pos = int(top.indices[0, 0]), top.positions[0, 0]
     x = clipart_like.tensors[0][i:i + 1]
     assert torch.equal(project(model, x, 3, 4), project(model, x, 3, 4, position=pos))
-    y0, x0, y1, x1 = receptive_field_box(model, 3, pos, 64)
+    x0, y0, x1, y1 = receptive_field_box(model, 3, pos, 64)
     assert 0 <= y0 < y1 <= 64 and 0 <= x0 < x1 <= 64
 
 
@@ -619,7 +625,7 @@ def test_field_crop_holds_the_whole_projection_centred_on_its_unit(layer):
         crop = field_crop(proj, model, layer, pos)
         assert crop.shape == (2, 3, side, side)
         close(crop.abs().sum((1, 2, 3)), proj.abs().sum((1, 2, 3)))          # nothing outside the field
-        y0, x0, y1, x1 = receptive_field_box(model, layer, pos, 112, clip=False)
+        x0, y0, x1, y1 = receptive_field_box(model, layer, pos, 112, clip=False)
         assert (y1 - y0, x1 - x0) == (side, side)
         img = field_crop(x[0], model, layer, pos, fill=-7.0)                  # (C, H, W) works too
         inside_y, inside_x = slice(max(y0, 0) - y0, min(y1, 112) - y0), slice(max(x0, 0) - x0, min(x1, 112) - x0)

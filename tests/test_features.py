@@ -647,6 +647,11 @@ def test_projection_legibility_scores_structure_above_noise():
         projection_legibility(noise[:1], images[:1], masks[:1], [(0, 0, 40, 40)])
     with pytest.raises(ValueError, match="must match"):
         projection_legibility(noise, images[:1], masks, boxes)
+    # Boxes are (x0, y0, x1, y1): on a 16 x 32 image, (0, 0, 32, 16) is the whole image, (0, 0, 16, 32) is not.
+    wide = (torch.randn(1, 3, 16, 32, generator=g), torch.rand(1, 3, 16, 32), torch.ones(1, 16, 32, dtype=torch.bool))
+    assert projection_legibility(*wide, [(0, 0, 32, 16)]).object_ratio.item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"boxes must be 1 boxes \(x0, y0, x1, y1\) inside the 16x32 image"):
+        projection_legibility(*wide, [(0, 0, 16, 32)])
 
 
 def test_projection_legibility_smoothness_tells_strokes_from_speckle():

@@ -452,7 +452,7 @@ def test_the_deconvnet_walks_the_converted_network():
     ours = zfnet_from_pytorchcv(get_model("zfnet", pretrained=False).state_dict())
     x = torch.randn(1, 3, 224, 224)
     proj = deconv.project(ours, x, layer=2, channel=3, position=(5, 5))
-    y0, x0, y1, x1 = deconv.receptive_field_box(ours, 2, (5, 5), 224)
+    x0, y0, x1, y1 = deconv.receptive_field_box(ours, 2, (5, 5), 224)
     assert proj.shape == x.shape and proj.abs().sum() > 0
     outside = proj.clone()
     outside[..., y0:y1, x0:x1] = 0

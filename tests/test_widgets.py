@@ -63,7 +63,7 @@ def test_deconv_view_equals_its_parts_computed_directly(teaching, layer, index):
     assert view["projection"].shape == view["patch"].shape == (3, field, field)
     assert torch.equal(view["patch"], field_crop(image, model, layer, (y, x_), fill=1.0))
     assert view["box"] == receptive_field_box(model, layer, (y, x_), side)
-    y0, x0, y1, x1 = view["box"]                                         # the crop lost nothing: zero outside
+    x0, y0, x1, y1 = view["box"]                                         # the crop lost nothing: zero outside
     assert crop.abs().sum() == pytest.approx(full[:, y0:y1, x0:x1].abs().sum().item(), rel=1e-6)
     assert full.abs().sum() == pytest.approx(full[:, y0:y1, x0:x1].abs().sum().item(), rel=1e-6)
     assert (view["layer"], view["channel"], view["index"], view["label"]) == (layer, channel, index, label)

@@ -394,8 +394,9 @@ def strongest_projections(model: nn.Module, images: torch.Tensor, layer: int,
 
 
 def receptive_field_box(model: nn.Module, layer: int, position: tuple[int, int],
-                        image_size: int | tuple[int, int], clip: bool = True) -> tuple[int, int, int, int]:
-    """The image patch ``(y0, x0, y1, x1)`` (end-exclusive) that unit ``position`` of layer ``layer`` sees.
+                        image_size: int | tuple[int, int], clip: bool = True) -> layers.Box:
+    """The image patch that unit ``position`` ``(y, x)`` of layer ``layer`` sees, as a
+    :class:`zfviz.layers.Box` ``(x0, y0, x1, y1)``, end-exclusive (the package's one box order).
 
     Explained in the chapter "What each layer sees" (book/visualisation).
     Walks from relu{layer} down through every conv and pool: rows [a, b) of a module's output come
@@ -426,8 +427,8 @@ def receptive_field_box(model: nn.Module, layer: int, position: tuple[int, int],
             y0, y1 = y0 * sy - py, (y1 - 1) * sy - py + dy * (ky - 1) + 1
             x0, x1 = x0 * sx - px, (x1 - 1) * sx - px + dx * (kx - 1) + 1
     if not clip:
-        return y0, x0, y1, x1
-    return max(y0, 0), max(x0, 0), min(y1, height), min(x1, width)
+        return layers.Box(x0, y0, x1, y1)
+    return layers.Box(max(x0, 0), max(y0, 0), min(x1, width), min(y1, height))
 
 
 def field_crop(x: torch.Tensor, model: nn.Module, layer: int, position: tuple[int, int],
@@ -448,7 +449,7 @@ def field_crop(x: torch.Tensor, model: nn.Module, layer: int, position: tuple[in
         raise TypeError(f"fill must be a finite number (0 for projections; a grey level for images), got {fill!r}")
     batch = x if x.dim() == 4 else x.unsqueeze(0)
     height, width = batch.shape[-2:]
-    y0, x0, y1, x1 = receptive_field_box(model, layer, position, (height, width), clip=False)
+    x0, y0, x1, y1 = receptive_field_box(model, layer, position, (height, width), clip=False)
     out = torch.full((*batch.shape[:2], y1 - y0, x1 - x0), float(fill), dtype=batch.dtype, device=batch.device)
     sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y1, height), min(x1, width)
     out[..., sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = batch[..., sy0:sy1, sx0:sx1]

@@ -249,8 +249,8 @@ def _check_legibility(projections, images, masks, boxes) -> list[tuple[int, int,
         raise ValueError(f"projections (N, 3, H, W), images of the same shape and masks (N, H, W) must match; got "
                          f"{tuple(projections.shape)}, {tuple(images.shape)} and {tuple(masks.shape)}")
     boxes = [tuple(int(v) for v in b) for b in boxes]
-    if len(boxes) != n or any(len(b) != 4 or not (0 <= b[0] < b[2] <= h and 0 <= b[1] < b[3] <= w) for b in boxes):
-        raise ValueError(f"boxes must be {n} boxes (y0, x0, y1, x1) inside the {h}x{w} image; got {boxes!r}")
+    if len(boxes) != n or any(len(b) != 4 or not (0 <= b[0] < b[2] <= w and 0 <= b[1] < b[3] <= h) for b in boxes):
+        raise ValueError(f"boxes must be {n} boxes (x0, y0, x1, y1) inside the {h}x{w} image; got {boxes!r}")
     check_finite("projections", projections)
     return boxes
 
@@ -266,7 +266,7 @@ def projection_legibility(projections: torch.Tensor, images: torch.Tensor, masks
         projections: (N, 3, H, W) deconvnet projections (each of one unit).
         images: (N, 3, H, W) the images, pixels in [0, 1].
         masks: (N, H, W) bool, the object of each image (``ClipArt.masks``).
-        boxes: N receptive-field boxes ``(y0, x0, y1, x1)`` (:func:`zfviz.deconv.receptive_field_box`);
+        boxes: N receptive-field boxes ``(x0, y0, x1, y1)`` (:func:`zfviz.deconv.receptive_field_box`);
             both measures look only inside the unit's field.
     Returns:
         :class:`Legibility`: ``object_ratio`` (N,), the share of the projection's magnitude |p| (summed over
@@ -283,7 +283,7 @@ def projection_legibility(projections: torch.Tensor, images: torch.Tensor, masks
     edges = _edge_strength(images.detach().double())
     ratio, corr = torch.full((n,), math.nan, dtype=torch.float64), torch.full((n,), math.nan, dtype=torch.float64)
     smooth = torch.full((n,), math.nan, dtype=torch.float64)
-    for i, (y0, x0, y1, x1) in enumerate(boxes):
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
         e, m, g = energy[i, y0:y1, x0:x1], masks[i, y0:y1, x0:x1].double(), edges[i, y0:y1, x0:x1]
         if e.sum() > 0 and m.sum() > 0:
             ratio[i] = ((e * m).sum() / e.sum()) / m.mean()

@@ -5,15 +5,49 @@ Explained in the chapter "The network" (book/network). ZF number their conv laye
 of the ReLU right after it. :func:`convs` and :func:`stack` say which children those are; :func:`walk_sizes`
 follows an input size through them (to refuse too-small images before any layer runs);
 :func:`model_device` / :func:`to_model` are the one device and dtype rule: compute where the model's
-parameters are, in their dtype.
+parameters are, in their dtype. :class:`Box` is the one box convention: ``(x0, y0, x1, y1)``, end-exclusive,
+the order of torchvision's boxes, PIL's ``crop`` and ``ClipArt.boxes``.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-__all__ = ["convs", "stack", "named_stack", "pair", "model_device", "model_dtype", "to_model", "geometry", "out_side",
+__all__ = ["Box", "convs", "stack", "named_stack", "pair", "model_device", "model_dtype", "to_model", "geometry", "out_side",
            "walk_sizes", "smallest_side"]
+
+class Box(NamedTuple):
+    """A pixel box ``(x0, y0, x1, y1)``, end-exclusive: columns x0..x1-1, rows y0..y1-1.
+
+    Explained in the chapter "What each layer sees" (book/visualisation). The package's one box order, that of
+    torchvision (``draw_bounding_boxes``, ``box_iou``), PIL's ``Image.crop`` and ``ClipArt.boxes``; a tuple, so it
+    unpacks as ``x0, y0, x1, y1 = box``. Tensors index rows first: ``image[..., box.rows, box.cols]``.
+    """
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def rows(self) -> slice:
+        """The box's rows, ``slice(y0, y1)``, for indexing an image ``(..., H, W)``."""
+        return slice(self.y0, self.y1)
+
+    @property
+    def cols(self) -> slice:
+        """The box's columns, ``slice(x0, x1)``."""
+        return slice(self.x0, self.x1)
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
 
 # Modules that keep a map's height and width: the size walk passes through them.
 _PASS = (nn.ReLU, nn.LocalResponseNorm, nn.Identity, nn.Dropout, nn.BatchNorm2d)

@@ -235,16 +235,17 @@ def draw_deconvnet(model: torch.nn.Module, layer: int, size: float = 1.0):
 
 
 def draw_box(ax, box, color: str = "#FFB000", lw: float = 1.5) -> None:
-    """Outline an end-exclusive ``(y0, x0, y1, x1)`` pixel box (as ``receptive_field_box`` gives) on an image axis.
+    """Outline an end-exclusive pixel box ``(x0, y0, x1, y1)`` (:class:`zfviz.layers.Box`, as
+    ``receptive_field_box`` gives) on an image axis.
 
     Explained in the chapter "The deconvnet, step by step" (book/deconvnet).
     """
     try:
-        y0, x0, y1, x1 = (float(v) for v in box)
+        x0, y0, x1, y1 = (float(v) for v in box)
     except (TypeError, ValueError):
-        raise ValueError(f"box must be 4 numbers (y0, x0, y1, x1); got {box!r}") from None
-    if not all(math.isfinite(v) for v in (y0, x0, y1, x1)) or y1 < y0 or x1 < x0:
-        raise ValueError(f"box must be (y0, x0, y1, x1), finite, with y0 <= y1 and x0 <= x1; got {box!r}")
+        raise ValueError(f"box must be 4 numbers (x0, y0, x1, y1); got {box!r}") from None
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or y1 < y0 or x1 < x0:
+        raise ValueError(f"box must be (x0, y0, x1, y1), finite, with x0 <= x1 and y0 <= y1; got {box!r}")
     ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=color, lw=lw))
 
 

@@ -324,8 +324,9 @@ def _deconv_record(view, quality: int) -> dict:
 
 
 def _deconv_entry(record: dict, height: int, width: int) -> dict:
-    """One view for the page's JSON: short keys (the page carries many), the box as fractions of the image."""
-    y0, x0, y1, x1 = record["box"]
+    """One view for the page's JSON: short keys (the page carries many), the box as fractions of the image,
+    in the order the page's script reads them (top, left, bottom, right)."""
+    x0, y0, x1, y1 = record["box"]
     return {"a": record["activation"], "p": record["position"], "u": record["projection_uri"],
             "q": record["patch_uri"], "b": [y0 / height, x0 / width, y1 / height, x1 / width]}
 

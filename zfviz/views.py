@@ -97,8 +97,8 @@ class DeconvView(_ByName):
     :func:`zfviz.deconv.field_crop`) and stretched symmetrically about zero
     (:func:`zfviz.plotting.stretch_symmetric`: zero is 0.5 grey, also all of it when the map is silent, i.e.
     ``activation`` is 0); ``patch`` (3, F, F), the image inside the same field (white past its border);
-    ``activation`` (float) the map's maximum; ``box`` (y0, x0, y1, x1), end-exclusive, that unit's receptive
-    field in the image (clipped to it); ``layer``, ``channel``, ``index``, ``label`` as ints.
+    ``activation`` (float) the map's maximum; ``box`` that unit's receptive field in the image (clipped to
+    it), a :class:`zfviz.layers.Box` ``(x0, y0, x1, y1)``, end-exclusive; ``layer``, ``channel``, ``index``, ``label`` as ints.
     Read a field as ``view.box`` or ``view["box"]``.
     """
     image: torch.Tensor
@@ -106,7 +106,7 @@ class DeconvView(_ByName):
     position: tuple[int, int]
     patch: torch.Tensor
     activation: float
-    box: tuple[int, int, int, int]
+    box: layers.Box
     layer: int
     channel: int
     index: int
