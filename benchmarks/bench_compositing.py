@@ -40,7 +40,7 @@ def main():
     p.add_argument("--size", type=int, default=112)
     args = p.parse_args()
     torch.set_num_threads(2)
-    ds = ClipArt("train", image_size=args.size, renders=1)
+    ds = ClipArt("train", input_size=args.size, renders=1)
     g = torch.Generator().manual_seed(0)
     n = args.n
     idx = torch.randint(len(ds.sprites), (n,), generator=g)

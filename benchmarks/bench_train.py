@@ -33,8 +33,8 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
 
 def measure(device, args, amp, channels_last, compiled) -> float:
     torch.manual_seed(0)
-    net = models.init_kaiming_(models.zfnet(args.classes, args.width, args.image_size)).to(device)
-    x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)
+    net = models.init_kaiming_(models.zfnet(args.classes, args.width, args.input_size)).to(device)
+    x = torch.randn(args.batch, 3, args.input_size, args.input_size, device=device)
     y = torch.randint(args.classes, (args.batch,), device=device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -60,7 +60,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--input-size", "--image-size", type=int, default=224,
+                   help="side of the square input (--image-size: its name before issue 17)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--classes", type=int, default=1000)
     p.add_argument("--steps", type=int, default=30)
@@ -70,16 +71,16 @@ def main():
     p.add_argument("--quick", action="store_true", help="CPU-sized: width 0.25, 112 px, batch 32, 3+1 steps")
     args = p.parse_args()
     if args.quick:
-        args.width, args.image_size, args.batch, args.classes, args.steps, args.warmup = 0.25, 112, 32, 10, 3, 1
+        args.width, args.input_size, args.batch, args.classes, args.steps, args.warmup = 0.25, 112, 32, 10, 3, 1
     device = pick_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     else:
         print(f"device: {device} ({torch.get_num_threads()} threads), torch {torch.__version__}")
-    net = models.zfnet(args.classes, args.width, args.image_size)
+    net = models.zfnet(args.classes, args.width, args.input_size)
     step_flops = 3 * models.flops(net)
-    print(f"ZFNet width {args.width}, {args.image_size} px, {args.classes} classes: "
+    print(f"ZFNet width {args.width}, {args.input_size} px, {args.classes} classes: "
           f"{sum(p.numel() for p in net.parameters()):,} parameters, {step_flops / 1e9:.2f} GFLOPs per image "
           f"per training step; batch {args.batch}, {args.steps} timed steps after {args.warmup} warm-up")
     configs = [("fp32 eager", "none", False, False), ("bf16 autocast", "bf16", False, False),

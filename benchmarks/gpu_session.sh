@@ -9,8 +9,8 @@
 # A step that fails does not stop the other (device time is scarce); the exit status says whether all passed.
 # A dry run of the plumbing on a CPU, in about 20 seconds (tiny sizes; the numbers mean nothing):
 #   PYTHON=.venv/bin/python BENCH_ARGS="--quick --no-compile" EPOCHS=1 OUT=/tmp/gpu-dry RUN_DIR=/tmp/zfviz-dry \
-#   TRAIN_ARGS="--width 0.125 --image-size 64 --renders 1 --no-compile" bash benchmarks/gpu_session.sh
-# (add FIG6A_EPOCHS=1 FIG6A_DEVICE=cpu FIG6A_ARGS="--image-size 64 --renders 1 --batch-size 32" for step 3)
+#   TRAIN_ARGS="--width 0.125 --input-size 64 --renders 1 --no-compile" bash benchmarks/gpu_session.sh
+# (add FIG6A_EPOCHS=1 FIG6A_DEVICE=cpu FIG6A_ARGS="--input-size 64 --renders 1 --batch-size 32" for step 3)
 set -uo pipefail
 out=${OUT:-runs/gpu}
 run=${RUN_DIR:-/tmp/zfviz-full}      # the checkpoints (~0.5 GB with the optimiser) stay on the machine
@@ -34,7 +34,7 @@ step device "$PY" -c "import torch; print('torch', torch.__version__,
 # shellcheck disable=SC2086  # BENCH_ARGS and TRAIN_ARGS are lists of options
 step bench_train "$PY" benchmarks/bench_train.py ${BENCH_ARGS:-}
 # shellcheck disable=SC2086
-step train_full "$PY" -m zfviz.train --width 1.0 --image-size 224 --epochs "${EPOCHS:-10}" --amp bf16 \
+step train_full "$PY" -m zfviz.train --width 1.0 --input-size 224 --epochs "${EPOCHS:-10}" --amp bf16 \
     --channels-last --compile --seed 0 --out "$run" --no-progress ${TRAIN_ARGS:-}
 cp "$run/history.json" "$out/train_full_history.json" || failed=1
 # Optional, when asked with FIG6A_EPOCHS=60 (the shipped CPU run's length): Fig. 6(a) at the paper's image size
@@ -42,7 +42,7 @@ cp "$run/history.json" "$out/train_full_history.json" || failed=1
 # training chapter's section on it). The result comes back under $out, not into data/.
 if [ -n "${FIG6A_EPOCHS:-}" ]; then
     # shellcheck disable=SC2086
-    step fig6a_224 "$PY" scripts/renorm_paper_scale.py --device "${FIG6A_DEVICE:-cuda}" --image-size 224 \
+    step fig6a_224 "$PY" scripts/renorm_paper_scale.py --device "${FIG6A_DEVICE:-cuda}" --input-size 224 \
         --batch-size 128 --epochs "$FIG6A_EPOCHS" --threads 16 --out "$out/renorm_paper_scale_224.pt" ${FIG6A_ARGS:-}
 fi
 exit $failed

@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    tux = zdata.TuxPaint(image_size=112, renders=4, seed=0)
+    tux = zdata.TuxPaint(input_size=112, renders=4, seed=0)
     feats = features(tux.tensors()[0])
     target = ROOT / "data" / "results" / "tuxpaint_efficientnet_features.pt"
     target.parent.mkdir(exist_ok=True)

@@ -33,7 +33,7 @@ from zfviz.train import TrainConfig, train  # noqa: E402
 
 EPOCHS = 6
 # The recipe as shipped before issue 14 (TrainConfig's defaults then): the arms change it one knob at a time.
-BASE = {"image_size": 112, "batch_size": 128, "conv1_std": 0.0}
+BASE = {"input_size": 112, "batch_size": 128, "conv1_std": 0.0}
 # (name, what changes, the TrainConfig fields it sets, epochs)
 ARMS = [
     ("shipped", "the shipped recipe", {}, EPOCHS),
@@ -105,9 +105,9 @@ def main(argv=None) -> None:
                                  "train_config": state["info"]["train_config"]}
         from zfviz.data import ClipArt
         from zfviz.train import evaluate
-        size = state["info"]["train_config"]["image_size"]
+        size = state["info"]["train_config"]["input_size"]   # old runs' image_size, renamed on load
         for split in ("val", "test"):       # as ship_teaching_model.py evaluates a shipped network
-            images, labels = ClipArt(split, image_size=size, renders=4, seed=0).tensors()
+            images, labels = ClipArt(split, input_size=size, renders=4, seed=0).tensors()
             record["old_weights"][f"{split}_accuracy"] = round(evaluate(old, _pre, images, labels)["accuracy"], 4)
         record["command"] += f" --old-weights {args.old_weights}"
     ship_torch("results/first_layer_diagnosis.pt", {"conv1": conv1}, record)

@@ -32,8 +32,8 @@ from zfviz.train import load_checkpoint  # noqa: E402
 MAPS, TOP = 16, 9
 
 
-def measure(model, preprocess, image_size: int, seed: int = 1) -> dict:
-    val = zdata.ClipArt("val", image_size=image_size)
+def measure(model, preprocess, input_size: int, seed: int = 1) -> dict:
+    val = zdata.ClipArt("val", input_size=input_size)
     images = val.tensors()[0]
     x = preprocess(images)
     g = torch.Generator().manual_seed(seed)
@@ -46,7 +46,7 @@ def measure(model, preprocess, image_size: int, seed: int = 1) -> dict:
         for c in maps:
             idx = top.indices[c]
             p = deconv.project(model, x[idx], layer, c)
-            boxes = [deconv.receptive_field_box(model, layer, tuple(pos.tolist()), image_size)
+            boxes = [deconv.receptive_field_box(model, layer, tuple(pos.tolist()), input_size)
                      for pos in top.positions[c]]
             leg = features.projection_legibility(p, images[idx], val.masks[idx], boxes)
             ratios.append(leg.object_ratio)
@@ -76,18 +76,21 @@ def main(argv=None) -> None:
     else:
         model, preprocess = checkpoints.load_teaching_zfnet()
         digest = zdata.sha256_file(zdata.data_path("weights/zfnet_teaching.pt"))
-    image_size = preprocess.mean.shape[-1]
+    input_size = preprocess.mean.shape[-1]
     if args.untrained:
         torch.manual_seed(0)
         models.init_kaiming_(model)
         digest = f"untrained (He init, seed 0), architecture of {digest}"
     model.eval()
-    result = measure(model, preprocess, image_size)
+    result = measure(model, preprocess, input_size)
     target = ROOT / "data" / "results" / "legibility.json"
     record = json.loads(target.read_text()) if target.is_file() else {
         "what": __doc__.split("\n\n")[0], "maps_per_layer": MAPS, "top": TOP, "networks": {}}
+    # Entries written before issue 17 name the input side image_size: renamed, so the file uses one name.
+    record["networks"] = {name: {("input_size" if k == "image_size" else k): v for k, v in entry.items()}
+                          for name, entry in record["networks"].items()}
     command = "python scripts/legibility.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    record["networks"][args.name] = {"command": command, "checkpoint_sha256": digest, "image_size": image_size,
+    record["networks"][args.name] = {"command": command, "checkpoint_sha256": digest, "input_size": input_size,
                                      "machine": machine(args.threads), "time_s": round(time.time() - t0),
                                      "layers": result}
     ship_json("results/legibility.json", record)

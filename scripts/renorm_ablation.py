@@ -44,7 +44,7 @@ def main(argv=None) -> None:
     for name, rms in ARMS.items():
         # The recipe this shipped ablation was made with (TrainConfig's defaults before issue 14).
         cfg = TrainConfig(epochs=args.epochs, seed=args.seed, max_filter_rms=rms, device="cpu",
-                          image_size=112, batch_size=128, conv1_std=0.0,
+                          input_size=112, batch_size=128, conv1_std=0.0,
                           out=str(Path(args.out) / name.replace(" ", "_")))
         t0 = time.time()
         result = train(cfg, progress=False)

@@ -19,7 +19,7 @@ seed, times and sha256; data/MANIFEST.tsv is rewritten. About 17 s per epoch per
 On a GPU, at the paper's image size and batch, written outside data/ (benchmarks/gpu_session.sh does this when
 asked with FIG6A_EPOCHS):
 
-    python scripts/renorm_paper_scale.py --device cuda --image-size 224 --batch-size 128 --out /tmp/f6a.pt
+    python scripts/renorm_paper_scale.py --device cuda --input-size 224 --batch-size 128 --out /tmp/f6a.pt
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def accuracy(net, x, y) -> float:
 
 def run_arm(radius: float, args, x_train, y_train, x_val, y_val) -> dict:
     torch.manual_seed(args.seed)
-    net = models.zfnet(num_classes=10, width=1.0, input_size=args.image_size)   # N(0, 0.01^2), biases 0
+    net = models.zfnet(num_classes=10, width=1.0, input_size=args.input_size)   # N(0, 0.01^2), biases 0
     net.to(x_train.device)
     opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
     order = torch.Generator().manual_seed(args.seed)
@@ -86,7 +86,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--input-size", "--image-size", type=int, default=64,
+                   help="side of the square input (--image-size: its name before issue 17)")
     p.add_argument("--renders", type=int, default=8, help="composites of each training drawing")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.01)
@@ -97,12 +98,12 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    train_images, y_train = data.ClipArt("train", image_size=args.image_size, renders=args.renders).tensors()
-    val_images, y_val = data.ClipArt("val", image_size=args.image_size).tensors()
+    train_images, y_train = data.ClipArt("train", input_size=args.input_size, renders=args.renders).tensors()
+    val_images, y_val = data.ClipArt("val", input_size=args.input_size).tensors()
     pre = paper_preprocess(train_images)
     x_train, x_val = pre(train_images).to(device), pre(val_images).to(device)
     y_train, y_val = y_train.to(device), y_val.to(device)
-    settings = {"epochs": args.epochs, "seed": args.seed, "image_size": args.image_size, "width": 1.0,
+    settings = {"epochs": args.epochs, "seed": args.seed, "input_size": args.input_size, "width": 1.0,
                 "renders": args.renders, "batch_size": args.batch_size, "lr": args.lr, "momentum": 0.9,
                 "init": "paper (N(0, 0.01^2), biases 0)", "input": "0-255 pixels minus the mean image",
                 "train_images": len(y_train), "val_images": len(y_val)}

@@ -32,7 +32,7 @@ def main(run: str, command: str, name: str = "zfnet_teaching") -> None:
     cfg = info["train_config"]
     metrics = {}
     for split in ("val", "test"):
-        ds = ClipArt(split, image_size=cfg["image_size"], renders=4, seed=0)
+        ds = ClipArt(split, input_size=cfg["input_size"], renders=4, seed=0)
         metrics[split] = evaluate(model, preprocess, *ds.tensors())
     out = ROOT / "data" / "weights"
     out.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ def main(run: str, command: str, name: str = "zfnet_teaching") -> None:
         "val_accuracy": round(metrics["val"]["accuracy"], 4),
         "test_accuracy": round(metrics["test"]["accuracy"], 4),
         "val_loss": round(metrics["val"]["loss"], 4),
-        "eval_sets": f"ClipArt(split, image_size={cfg['image_size']}, renders=4, seed=0): "
+        "eval_sets": f"ClipArt(split, input_size={cfg['input_size']}, renders=4, seed=0): "
                      f"{len(ds.labels)} images of {len(ds.sprites)} unseen drawings each",
         "conv1_neighbour_correlation": round(neighbour_correlation(model.conv1.weight).mean().item(), 4),
         "best_val_accuracy_during_training": round(max(h["val_accuracy"] for h in hist), 4),

@@ -76,7 +76,7 @@ def run_variant(name: str, options: dict, args, seed: int) -> dict:
     # validation loss would give each variant its own schedule, and compare schedules, not sizes.
     # The recipe these shipped ablations were made with (TrainConfig's defaults before issue 14).
     cfg = TrainConfig(epochs=args.epochs, seed=seed, lr_steps=args.lr_steps, device=args.device,
-                      image_size=112, batch_size=128, conv1_std=0.0,
+                      input_size=112, batch_size=128, conv1_std=0.0,
                       out=str(folder), **options)
     print(f"--- {name} (seed {seed}): {cfg.model_options()}", flush=True)
     t0 = time.time()

@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    tux = zdata.TuxPaint(image_size=112, renders=4, seed=0)
+    tux = zdata.TuxPaint(input_size=112, renders=4, seed=0)
     images, labels = tux.tensors()
     rows = []
     for per_class in PER_CLASS:

@@ -7,7 +7,7 @@ import pkgutil
 import pytest
 
 import zfviz
-from zfviz import data, train
+from zfviz import checkpoints, data, train
 
 # Every public module of the package (the private ones, _checks and _occlusion_runner, name no chapter).
 MODULES = [importlib.import_module(f"zfviz.{m.name}") for m in pkgutil.iter_modules(zfviz.__path__)
@@ -62,7 +62,7 @@ def test_teaching_record_says_how_it_was_made(record):
 def test_teaching_zfnet_beats_three_times_chance_on_unseen_drawings(record):
     model, preprocess = zfviz.load_teaching_zfnet()
     assert model.config == {"arch": "zfnet", "num_classes": 10, "width": 0.25,
-                            "input_size": record["train_config"]["image_size"]}
+                            "input_size": checkpoints.upgrade_train_config(record["train_config"])["input_size"]}
     assert not model.training
     for split in ("val", "test"):
         ds = data.ClipArt(split)

@@ -18,19 +18,19 @@ REPO = Path(zdata.__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def val():
-    return ClipArt("val", image_size=64, renders=2)
+    return ClipArt("val", input_size=64, renders=2)
 
 
 def test_same_seed_same_validation_set(val):
-    again = ClipArt("val", image_size=64, renders=2)
+    again = ClipArt("val", input_size=64, renders=2)
     assert torch.equal(val.images, again.images) and torch.equal(val.labels, again.labels)
     assert torch.equal(val.masks, again.masks)
-    other = ClipArt("val", image_size=64, renders=2, seed=1)
+    other = ClipArt("val", input_size=64, renders=2, seed=1)
     assert not torch.equal(val.images, other.images)
 
 
 def test_training_set_is_fresh_each_epoch_and_reproducible():
-    a = ClipArt("train", image_size=48, renders=1)
+    a = ClipArt("train", input_size=48, renders=1)
     first = a.images.clone()
     a.set_epoch(1)
     assert not torch.equal(first, a.images)
@@ -39,7 +39,7 @@ def test_training_set_is_fresh_each_epoch_and_reproducible():
 
 
 def test_splits_are_disjoint_and_balanced(val):
-    sources = {s: set(ClipArt(s, image_size=32).sprite_sources) for s in ("train", "val", "test")}
+    sources = {s: set(ClipArt(s, input_size=32).sprite_sources) for s in ("train", "val", "test")}
     assert not (sources["train"] & sources["val"]) and not (sources["train"] & sources["test"])
     assert not (sources["val"] & sources["test"])
     assert [len(v) for v in sources.values()] == [380, 80, 80]
@@ -92,7 +92,7 @@ def test_preprocess_normalises_and_inverts(val):
 
 
 def test_tuxpaint_transfer_set():
-    t = TuxPaint(image_size=32)
+    t = TuxPaint(input_size=32)
     assert len(t) == 144 and len(t.classes) == 8
     assert torch.bincount(t.labels).tolist() == [18] * 8
     with pytest.raises(ValueError, match="one split, 'all'"):
@@ -102,7 +102,7 @@ def test_tuxpaint_transfer_set():
 @pytest.mark.parametrize("call, exc, match", [
     (lambda: load_dataset("imagenet-2012"), ValueError, "unknown dataset 'imagenet-2012'; choose one of"),
     (lambda: ClipArt("validation"), ValueError, r"unknown split 'validation'; choose one of \('train', 'val', 'test'\)"),
-    (lambda: ClipArt("val", image_size=8), ValueError, "image_size must be an int >= 16"),
+    (lambda: ClipArt("val", input_size=8), ValueError, "input_size must be an int >= 16"),
     (lambda: ClipArt("val", renders=0), ValueError, "renders must be an int >= 1"),
     (lambda: load_dataset("imagefolder", "val"), ValueError, "needs root="),
     (lambda: load_dataset(None), ValueError, "unknown dataset None; choose one of"),
@@ -111,8 +111,8 @@ def test_tuxpaint_transfer_set():
     (lambda: ClipArt(None), ValueError, r"unknown split None; choose one of"),
     (lambda: ClipArt("val", renders=True), TypeError, "renders must be an int >= 1 .*got True"),
     (lambda: ClipArt("val", renders=1.5), TypeError, "renders must be an int >= 1 .*got 1.5"),
-    (lambda: ClipArt("val", image_size=16.0), TypeError, "image_size must be an int >= 16; got 16.0"),
-    (lambda: ClipArt("val", image_size=-112), ValueError, "image_size must be an int >= 16; got -112"),
+    (lambda: ClipArt("val", input_size=16.0), TypeError, "input_size must be an int >= 16; got 16.0"),
+    (lambda: ClipArt("val", input_size=-112), ValueError, "input_size must be an int >= 16; got -112"),
     (lambda: ClipArt("val", seed=-1), ValueError, "seed must be an int >= 0; got -1"),
     (lambda: ClipArt("val", seed=0.5), TypeError, "seed must be an int >= 0; got 0.5"),
     (lambda: ClipArt("val", epoch=-1), ValueError, "epoch must be an int >= 0; got -1"),
@@ -123,8 +123,8 @@ def test_tuxpaint_transfer_set():
     (lambda: zdata.fashion_mnist(root=None), TypeError, "root must be a folder path .* got NoneType"),
     (lambda: zdata.fashion_mnist(root="/nonexistent"), FileNotFoundError, "not found in /nonexistent.*apt-get install"),
     (lambda: zdata.image_folder(None), TypeError, "root must be a folder path .* got NoneType"),
-    (lambda: zdata.image_folder("/tmp", image_size=0), ValueError, "image_size must be an int >= 1; got 0"),
-    (lambda: zdata.image_folder("/tmp", image_size=True), TypeError, "image_size must be an int >= 1; got True"),
+    (lambda: zdata.image_folder("/tmp", input_size=0), ValueError, "input_size must be an int >= 1; got 0"),
+    (lambda: zdata.image_folder("/tmp", input_size=True), TypeError, "input_size must be an int >= 1; got True"),
     (lambda: zdata.image_folder("/tmp", train="yes"), TypeError, "train must be True or False; got 'yes'"),
     (lambda: zdata.verify(3), TypeError, "rel must be a str path inside data/"),
     (lambda: zdata.verify("clipart/sprites.png", 3), TypeError, "data_dir must be a folder path"),
@@ -145,7 +145,7 @@ def data_copy(tmp_path):
 
 
 def test_manifest_accepts_intact_copy(data_copy):
-    assert len(ClipArt("test", image_size=32, data_dir=data_copy)) == 320
+    assert len(ClipArt("test", input_size=32, data_dir=data_copy)) == 320
 
 
 def test_manifest_catches_a_corrupted_file(data_copy):
@@ -200,7 +200,7 @@ def test_image_folder(tmp_path):
     for cls, colour in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
         (tmp_path / "val" / cls).mkdir(parents=True)
         Image.new("RGB", (80, 60), colour).save(tmp_path / "val" / cls / "a.png")
-    ds = load_dataset("imagefolder", "val", root=tmp_path, image_size=48)
+    ds = load_dataset("imagefolder", "val", root=tmp_path, input_size=48)
     assert ds.classes == ["cat", "dog"]
     x, y = ds[1]
     assert x.shape == (3, 48, 48) and y == 1 and torch.allclose(x[2], torch.ones(48, 48))
@@ -263,8 +263,8 @@ def test_locate_finds_a_point_of_the_drawing_in_every_render():
         where = ds.locate(torch.tensor(renders), torch.tensor([uv] * len(renders)))
         for r, (x, y) in zip(renders, where.tolist()):
             p = {name: value[r:r + 1] for name, value in ds.placement.items()}
-            image, _ = composite(sprite, torch.zeros(1, 3, ds.image_size, ds.image_size), p["scale"], p["angle"],
-                                 p["center"], p["flip"], ds.image_size)
+            image, _ = composite(sprite, torch.zeros(1, 3, ds.input_size, ds.input_size), p["scale"], p["angle"],
+                                 p["center"], p["flip"], ds.input_size)
             ys, xs = torch.nonzero(image[0].sum(0) > 1.0, as_tuple=True)
             assert abs(xs.float().mean().item() + 0.5 - x) < 0.75 and abs(ys.float().mean().item() + 0.5 - y) < 0.75
     assert ds.locate(3, (0.5, 0.5)).shape == (2,)
@@ -275,7 +275,7 @@ def test_locate_finds_a_point_of_the_drawing_in_every_render():
 
 
 def test_subset_renders_only_the_chosen_drawings_and_new_epochs_differ():
-    t = TuxPaint(image_size=32, renders=2)
+    t = TuxPaint(input_size=32, renders=2)
     sub = t.subset([5, 40, 100])
     assert sub.sprite_labels.tolist() == t.sprite_labels[[5, 40, 100]].tolist()
     assert sub.labels.tolist() == sub.sprite_labels.repeat(2).tolist() and len(sub) == 6
@@ -430,7 +430,7 @@ def damaged_folder(tmp_path):
     ("dog/cut.png", r"cannot be read, it is damaged or not an image \("),
 ])
 def test_a_damaged_image_in_an_image_folder_is_named(damaged_folder, name, what):
-    ds = load_dataset("imagefolder", root=damaged_folder, image_size=32)
+    ds = load_dataset("imagefolder", root=damaged_folder, input_size=32)
     index = [p for p, _ in ds.samples].index(str(damaged_folder / name))
     with pytest.raises(DataIntegrityError, match=rf"image {damaged_folder / name} {what}"):
         ds[index]
@@ -440,7 +440,7 @@ def test_a_damaged_image_in_an_image_folder_is_named(damaged_folder, name, what)
 
 def test_a_damaged_image_is_named_through_a_data_loader(damaged_folder):
     from torch.utils.data import DataLoader
-    ds = zdata.image_folder(damaged_folder, image_size=32)
+    ds = zdata.image_folder(damaged_folder, input_size=32)
     with pytest.raises(DataIntegrityError, match=r"cat/truncated\.jpg cannot be read"):
         list(DataLoader(ds, batch_size=4, num_workers=0))
 
@@ -449,7 +449,7 @@ def test_a_16_bit_greyscale_png_is_scaled_not_clipped_to_white(tmp_path):
     (tmp_path / "grey").mkdir()
     Image.fromarray(np.full((40, 40), 30000, np.uint16)).save(tmp_path / "grey" / "deep.png")
     assert Image.open(tmp_path / "grey" / "deep.png").mode.startswith("I;16")
-    x, _ = zdata.image_folder(tmp_path, image_size=32)[0]
+    x, _ = zdata.image_folder(tmp_path, input_size=32)[0]
     assert torch.allclose(x, torch.full_like(x, round(30000 / 257) / 255))
 
 
@@ -609,7 +609,7 @@ def test_composite_of_other_float_dtypes_equals_float32(dtype, atol):
 
 @pytest.fixture(scope="module")
 def small_val():
-    return ClipArt("val", image_size=16, renders=1)
+    return ClipArt("val", input_size=16, renders=1)
 
 
 @pytest.mark.parametrize("call, error, match", [
@@ -640,3 +640,29 @@ def test_clipart_indexes_like_a_sequence(small_val):
         assert torch.equal(x, small_val.images[3].float() / 255) and y == int(small_val.labels[3])
     assert small_val.locate(torch.zeros(0, dtype=torch.long), torch.zeros(0, 2)).shape == (0, 2)
     assert len(list(iter(small_val))) == 80                      # IndexError still ends the old iteration protocol
+
+
+def test_the_old_keyword_image_size_still_works_with_a_warning(tmp_path):
+    """Issue 17: the input side is input_size everywhere; image_size=, the old keyword, is deprecated."""
+    (tmp_path / "val" / "cat").mkdir(parents=True)
+    Image.new("RGB", (80, 60), (255, 0, 0)).save(tmp_path / "val" / "cat" / "a.png")
+    calls = {
+        "ClipArt": lambda **k: ClipArt("val", renders=1, **k),
+        "TuxPaint": lambda **k: TuxPaint(**k),
+        "image_folder": lambda **k: zdata.image_folder(tmp_path / "val", **k),
+        "load_dataset": lambda **k: load_dataset("imagefolder", "val", root=tmp_path, **k),
+    }
+    for name, call in calls.items():
+        with pytest.warns(DeprecationWarning, match="image_size= is deprecated: pass input_size=") as caught:
+            old = call(image_size=32)
+        assert caught[0].filename == __file__, name                    # the warning points at the caller
+        assert old[0][0].shape == call(input_size=32)[0][0].shape == (3, 32, 32), name
+        with pytest.raises(TypeError, match="got both input_size= and its old name image_size="):
+            call(input_size=32, image_size=32)
+    ds = ClipArt("val", input_size=32, renders=1)
+    assert ds.input_size == 32
+    with pytest.warns(DeprecationWarning, match=r"\.image_size is deprecated: read \.input_size"):
+        assert ds.image_size == 32
+    with pytest.raises(AttributeError):
+        ds.image_size = 64                                             # read-only: input_size is the one to set
+    assert zdata.TEACHING_IMAGE_SIZE == zdata.TEACHING_INPUT_SIZE == ClipArt("val", renders=1).input_size

@@ -54,11 +54,11 @@ def test_the_part_squares_never_overlap_at_any_tilt_and_size(drawing):
     """The chapter's squares: centred on the located points, side = fraction x the eyes' distance in the render,
     corners rounded to pixels. Two squares are apart when the larger of |dx|, |dy| between their centres is at
     least the side; rounding to pixels can take back up to 1.5 pixels. A render tilts the drawing by up to
-    ClipArt.max_angle (either way, mirrored or not) and scales its tile to at least min_scale x image_size pixels."""
+    ClipArt.max_angle (either way, mirrored or not) and scales its tile to at least min_scale x input_size pixels."""
     fraction = ANNOTATION["square_side"]["fraction"]
     points = {part: drawing[part] for part in ANNOTATION["parts"]}
     eyes = math.dist(points["right eye"], points["left eye"])
-    smallest_tile = data.ClipArt.min_scale * data.TEACHING_IMAGE_SIZE                # pixels
+    smallest_tile = data.ClipArt.min_scale * data.TEACHING_INPUT_SIZE                # pixels
     max_degrees = math.degrees(data.ClipArt.max_angle)
     for degrees in torch.linspace(-max_degrees, max_degrees, 401).tolist():
         a = math.radians(degrees)

@@ -23,7 +23,7 @@ SETUP = {
     0: "zero (no, none)",
     1: "one (a single image, unit, step)",
     112: "the old teaching input size, named where the book compares it",
-    192: "the teaching network's input size, a choice of the recipe (TrainConfig.image_size)",
+    192: "the teaching network's input size, a choice of the recipe (TrainConfig.input_size)",
     255: "the range of 8-bit pixels",
     10: "the clip-art set's 10 classes (the data set's design, zfviz.data)",
     0.25: "the teaching network's width (TrainConfig.width)",

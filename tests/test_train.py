@@ -1,4 +1,5 @@
 """zfviz.train: filter renormalisation, checkpoints (round trip, corruption, wrong architecture), resume."""
+import dataclasses
 import os
 import pickle
 import signal
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 import zfviz.train as zfviz_train
-from zfviz.data import Preprocess
+from zfviz.data import Preprocess, sha256_file
 from zfviz.models import alexnet_single, zfnet
 from zfviz.evolution import Fig4Snapshots
 from zfviz.evolution import save_snapshots as _save_snapshots
@@ -295,7 +296,7 @@ def test_evaluate_bad_batch_size_and_train_step_bad_amp():
     ({"epochs": 2.0}, TypeError, r"epochs must be an int, got 2\.0 \(float\)"),
     ({"epochs": True}, TypeError, r"epochs must be an int, got True \(bool\)"),
     ({"batch_size": "64"}, TypeError, "batch_size must be an int"),
-    ({"image_size": 0}, ValueError, "image_size must be a positive int"),
+    ({"input_size": 0}, ValueError, "input_size must be a positive int"),
     ({"renders": -1}, ValueError, "renders must be a positive int"),
     ({"fc_units": 0}, ValueError, "fc_units must be a positive int"),
     ({"workers": -1}, ValueError, r"workers must be an int >= 0"),
@@ -356,7 +357,7 @@ def test_train_validates_fields_set_after_construction(tmp_path):
 
 
 def tiny(tmp_path, name, epochs):
-    return TrainConfig(width=0.0625, image_size=64, renders=1, epochs=epochs, batch_size=64,
+    return TrainConfig(width=0.0625, input_size=64, renders=1, epochs=epochs, batch_size=64,
                        out=str(tmp_path / name), seed=3)
 
 
@@ -386,7 +387,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 
 
 def test_fixed_lr_schedule_and_a_size_ablation_train(tmp_path):
-    cfg = TrainConfig(width=0.0625, image_size=64, renders=1, epochs=3, batch_size=64, out=str(tmp_path / "s"),
+    cfg = TrainConfig(width=0.0625, input_size=64, renders=1, epochs=3, batch_size=64, out=str(tmp_path / "s"),
                       seed=3, lr_steps="1,2", drop_layers="3,4,6,7")
     run = train(cfg, progress=False)
     # lr 1e-2, divided by 10 after epochs 1 and 2 whatever the validation loss did.
@@ -414,7 +415,7 @@ def test_sidecar_accepts_either_file_while_a_save_is_in_flight(tmp_path):
 
 def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path):
     """Kill training with SIGKILL inside the first epoch, resume from last.pt: same final weights."""
-    cmd = [sys.executable, "-m", "zfviz.train", "--width", "0.0625", "--image-size", "64", "--renders", "1",
+    cmd = [sys.executable, "-m", "zfviz.train", "--width", "0.0625", "--input-size", "64", "--renders", "1",
            "--epochs", "2", "--batch-size", "16", "--seed", "3", "--checkpoint-every", "3", "--threads", "1",
            "--no-progress"]
     subprocess.run(cmd + ["--out", str(tmp_path / "a")], check=True, capture_output=True)
@@ -449,7 +450,7 @@ def test_two_processes_with_torchrun_match_one_process(tmp_path):
     lands within a rounding error of it is rescaled in one run and not in the other. Under PyTorch's plain
     kernels with SSE4.1 oneDNN that happened here within 12 steps and moved layer 1 by 7e-4 (2% of its largest
     weight); with renormalisation off the two runs agree to 1e-8 on every code path."""
-    args = ["--width", "0.0625", "--image-size", "64", "--renders", "1", "--epochs", "2", "--batch-size", "64",
+    args = ["--width", "0.0625", "--input-size", "64", "--renders", "1", "--epochs", "2", "--batch-size", "64",
             "--seed", "5", "--dropout", "0", "--max-filter-rms", "0", "--threads", "1", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "zfviz.train", *args, "--out", str(tmp_path / "one")],
@@ -502,7 +503,7 @@ def test_training_from_an_image_folder(tmp_path):
                 img = torch.rand(60, 80, 3, generator=g) * 0.3
                 img[..., colour] += 0.7
                 Image.fromarray((img * 255).byte().numpy()).save(tmp_path / "imgs" / split / cls / f"{i}.png")
-    cfg = TrainConfig(dataset="imagefolder", data_root=str(tmp_path / "imgs"), width=0.0625, image_size=64,
+    cfg = TrainConfig(dataset="imagefolder", data_root=str(tmp_path / "imgs"), width=0.0625, input_size=64,
                       epochs=3, batch_size=8, out=str(tmp_path / "run"), seed=0)
     result = train(cfg, progress=False)
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
@@ -523,7 +524,7 @@ def _cache_datasets(mp):
     """Build each clip-art set once for this module (the composites depend only on seed and epoch; a run
     leaves the training set at its last epoch, and fits its preprocessing to epoch 0's, hence the reset)."""
     def cached(cfg):
-        key = (cfg.dataset, cfg.data_root, cfg.image_size, cfg.renders, cfg.seed)
+        key = (cfg.dataset, cfg.data_root, cfg.input_size, cfg.renders, cfg.seed)
         if key not in _DATASETS:
             _DATASETS[key] = _REAL_DATASETS(cfg)
         train_set, val_set = _DATASETS[key]
@@ -539,7 +540,7 @@ def _fake_accuracies(mp, accuracies):
 
 
 def snap_cfg(out, **changes):
-    return TrainConfig(**{"width": 0.0625, "image_size": 64, "renders": 1, "epochs": 2, "batch_size": 64,
+    return TrainConfig(**{"width": 0.0625, "input_size": 64, "renders": 1, "epochs": 2, "batch_size": 64,
                           "out": str(out), "seed": 3, "snapshot_epochs": "1,2", **changes})
 
 
@@ -563,7 +564,7 @@ def test_snapshots_record_the_strongest_projection_at_the_chosen_epochs(run2):
     folder, result = run2
     snaps = torch.load(folder / "snapshots.pt", weights_only=True)
     assert snaps["epochs"] == [1, 2] and sorted(snaps["layers"]) == [1, 2, 3, 4, 5]
-    images = result["preprocess"](ClipArt("val", image_size=64, seed=3).tensors()[0][:64])
+    images = result["preprocess"](ClipArt("val", input_size=64, seed=3).tensors()[0][:64])
     model = result["model"].eval()
     for layer, entry in snaps["layers"].items():
         assert entry["channels"].shape == (4,) and len(entry["projections"]) == 2
@@ -648,7 +649,7 @@ def _same_snapshots(a: Path, b: Path) -> None:
 
 
 def _cli_args(out, **changes):
-    args = {"width": 0.0625, "image-size": 64, "renders": 1, "epochs": 2, "batch-size": 64, "seed": 3,
+    args = {"width": 0.0625, "input-size": 64, "renders": 1, "epochs": 2, "batch-size": 64, "seed": 3,
             "snapshot-epochs": "1,2", "out": out, **changes}
     return [a for k, v in args.items() for a in (f"--{k}", str(v))] + ["--no-progress"]
 
@@ -659,7 +660,7 @@ def _cli_args(out, **changes):
     ({"batch_size": 32}, "batch_size 64 -> 32"),
     ({"momentum": 0.5}, r"momentum 0\.9 -> 0\.5"),
     ({"width": 0.125}, r"width 0\.0625 -> 0\.125"),
-    ({"image_size": 72}, "image_size 64 -> 72"),
+    ({"input_size": 72}, "input_size 64 -> 72"),
     ({"dropout": 0.0}, r"dropout 0\.5 -> 0\.0"),
     ({"max_filter_rms": 0.0}, r"max_filter_rms 0\.1 -> 0\.0"),
     ({"lr_steps": "1"}, "lr_steps '' -> '1'"),
@@ -864,9 +865,77 @@ def test_shipped_renormalisation_runs_agree_with_their_records(rel):
 def test_snapshot_epochs_without_the_fig4_recorder_are_refused(tmp_path):
     """Training does not know the deconvnet: Fig. 4 snapshots come from a callback, and asking for them without
     one is an error, not a run that silently records nothing."""
-    cfg = TrainConfig(width=0.0625, image_size=64, renders=1, epochs=2, out=str(tmp_path), snapshot_epochs="1")
+    cfg = TrainConfig(width=0.0625, input_size=64, renders=1, epochs=2, out=str(tmp_path), snapshot_epochs="1")
     with pytest.raises(ValueError, match=r"snapshot_epochs='1' asks for Fig\. 4 snapshots: pass "
                                          r"callbacks=\[zfviz\.evolution\.Fig4Snapshots\(\)\]"):
         _train(cfg, progress=False)
     assert not any(tmp_path.iterdir())                  # refused before any data or file was made
 
+
+
+def test_train_config_takes_the_old_name_image_size_with_a_warning():
+    """Issue 17: the input side is input_size everywhere; image_size= (the old field) still works, deprecated."""
+    with pytest.warns(DeprecationWarning, match="image_size= is deprecated: pass input_size="):
+        old = TrainConfig(width=0.0625, image_size=64)
+    assert old == TrainConfig(width=0.0625, input_size=64)
+    with pytest.warns(DeprecationWarning, match=r"\.image_size is deprecated: read \.input_size"):
+        assert old.image_size == 64
+    with pytest.raises(TypeError, match="got both input_size= and its old name image_size="):
+        TrainConfig(input_size=64, image_size=64)
+    assert "image_size" not in [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _as_before_issue_17(path: Path) -> None:
+    """Rewrite a checkpoint as runs before issue 17 stored it: train_config's input_size called image_size."""
+    state = torch.load(path, weights_only=True)
+    state["info"]["train_config"] = {("image_size" if k == "input_size" else k): v
+                                     for k, v in state["info"]["train_config"].items()}
+    torch.save(state, path)
+    (path.parent / f"{path.name}.sha256").write_text(f"{sha256_file(path)}  {path.name}\n")
+
+
+def test_an_old_checkpoint_with_image_size_loads_and_resumes_and_a_new_one_stores_input_size(run2, tmp_path,
+                                                                                             monkeypatch):
+    import shutil
+    folder, _ = run2
+    stored = torch.load(folder / "last.pt", weights_only=True)["info"]["train_config"]     # as written, unread
+    assert stored["input_size"] == 64 and "image_size" not in stored
+    copy = tmp_path / "old"
+    shutil.copytree(folder, copy)
+    _as_before_issue_17(copy / "last.pt")
+    assert "image_size" in torch.load(copy / "last.pt", weights_only=True)["info"]["train_config"]
+    _, _, state = load_checkpoint(copy / "last.pt")                     # read under today's name
+    assert list(state["info"]["train_config"]) == list(stored) and state["info"]["train_config"] == stored
+    with pytest.raises(ValueError, match="input_size 64 -> 72"):       # compared under today's name
+        train(snap_cfg(copy, input_size=72), resume=copy / "last.pt", progress=False)
+    _cache_datasets(monkeypatch)
+    result = train(snap_cfg(copy), resume=copy / "last.pt", progress=False)    # the same run: accepted
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+
+
+def test_the_shipped_checkpoints_of_before_issue_17_read_as_input_size():
+    from zfviz.checkpoints import load_shipped_checkpoint, upgrade_train_config
+    model, _, state = load_shipped_checkpoint("weights/zfnet_teaching.pt")
+    config = state["info"]["train_config"]
+    assert "image_size" not in config and config["input_size"] == model.config["input_size"]
+    assert upgrade_train_config({"width": 0.25, "image_size": 192, "seed": 0}) == \
+        {"width": 0.25, "input_size": 192, "seed": 0}
+    with pytest.raises(CheckpointError, match="both input_size and its old name image_size"):
+        upgrade_train_config({"image_size": 192, "input_size": 192})
+
+
+@pytest.mark.parametrize("flag", ["--input-size", "--image-size"])
+def test_the_command_line_takes_input_size_and_its_old_spelling(run2, tmp_path, monkeypatch, flag):
+    """--input-size is the option; --image-size, its name before issue 17, sets the same field."""
+    from zfviz.cli import train_main as main
+    folder, _ = run2
+
+    def cli(out, size):
+        args = _cli_args(out, **{"input-size": size})
+        args[args.index("--input-size")] = flag
+        return args + ["--resume", str(folder / "last.pt")]
+    with pytest.raises(ValueError, match=r"input_size 64 -> 72 \(checkpoint -> now\).*\(--input-size 64\)"):
+        main(cli(folder, 72))
+    _cache_datasets(monkeypatch)
+    main(cli(tmp_path / "new", 64))                                      # the checkpoint's size: it resumes
+    assert load_checkpoint(tmp_path / "new" / "best.pt")[2]["epoch"] == 1

@@ -100,7 +100,7 @@ def test_probe_features_pool_the_layer_features_into_a_grid():
 
 def test_train_from_scratch_learns_only_from_its_stamps():
     from zfviz.data import TuxPaint
-    tux = TuxPaint(image_size=64, renders=1)
+    tux = TuxPaint(input_size=64, renders=1)
     train, _ = few_shot_split(tux.sprite_labels, 1, 6, seed=0)
     net, pre = train_from_scratch(tux, train, steps=3, batch_size=4, width=0.1)
     assert not net.training and net.fc8.out_features == 8

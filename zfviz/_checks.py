@@ -5,6 +5,7 @@ module of ``zfviz`` may use them. Checks that only one module needs stay in that
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import warnings
@@ -47,6 +48,30 @@ def check_int(name: str, value, lo: int, hi: int | None = None, why: str = "") -
     if v < lo or (hi is not None and v > hi):
         raise ValueError(f"{name} must be {allowed}{why}; got {v}")
     return v
+
+
+def renamed_keyword(old: str, new: str):
+    """Decorate a function (or ``__init__``) so that the keyword ``old`` still works for ``new``, with a
+    DeprecationWarning; both at once is a TypeError. Old code keeps running while it is being renamed."""
+    def decorate(func):
+        @functools.wraps(func)
+        def call(*args, **kwargs):
+            if old in kwargs:
+                if new in kwargs:
+                    raise TypeError(f"{func.__qualname__}() got both {new}= and its old name {old}=; pass {new} only")
+                warnings.warn(f"{old}= is deprecated: pass {new}= (the same value)", DeprecationWarning, stacklevel=2)
+                kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+        return call
+    return decorate
+
+
+def deprecated_alias(old: str, new: str) -> property:
+    """A read-only property ``old`` that returns attribute ``new``, with a DeprecationWarning."""
+    def get(self):
+        warnings.warn(f".{old} is deprecated: read .{new} (the same value)", DeprecationWarning, stacklevel=2)
+        return getattr(self, new)
+    return property(get, doc=f"Deprecated name of ``{new}``.")
 
 
 def check_real(name: str, value, why: str = "") -> float:

@@ -21,7 +21,7 @@ from .models import build_model
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_shipped_checkpoint", "load_teaching_zfnet",
            "TEACHING_WEIGHTS", "CHECKPOINT_FORMAT", "publish", "load_verified", "read_checkpoint", "apply_checkpoint",
-           "recorded_hashes"]
+           "recorded_hashes", "upgrade_train_config"]
 
 CHECKPOINT_FORMAT = "zfviz-checkpoint-1"
 
@@ -65,6 +65,19 @@ def save_checkpoint(path: str | Path, model: nn.Module, preprocess: nn.Module | 
         "info": info,
     }
     return publish(Path(path), lambda tmp: torch.save(state, tmp))
+
+
+def upgrade_train_config(config: dict) -> dict:
+    """A stored ``train_config`` (a checkpoint's, or a shipped record's under data/) under today's names.
+
+    Explained in the chapter "Training ZFNet" (book/training). Runs before issue 17 called the input side
+    ``image_size``; it is ``input_size`` now, as in ``zfviz.models``. Returns a copy, keys in their order.
+    """
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a train_config dict, got {type(config).__name__}")
+    if "image_size" in config and "input_size" in config:
+        raise CheckpointError(f"train_config holds both input_size and its old name image_size: {config}")
+    return {("input_size" if k == "image_size" else k): v for k, v in config.items()}
 
 
 def publish(path: Path, write) -> str:
@@ -165,6 +178,9 @@ def read_checkpoint(path, expected_sha256=None, allow_unverified: bool = False) 
                            f"--allow-unverified) to load it unchecked")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a zfviz checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    info = state.get("info")
+    if isinstance(info, dict) and isinstance(info.get("train_config"), dict):     # a run of before issue 17
+        info["train_config"] = upgrade_train_config(info["train_config"])
     return state
 
 

@@ -16,6 +16,9 @@ from .train import __doc__ as train_doc
 
 __all__ = ["train_main"]
 
+# Options renamed since: the old spelling stays accepted, so old commands (the shipped records' among them) run.
+OLD_FLAGS = {"input_size": ("--image-size",)}      # issue 17: the input side is input_size everywhere
+
 
 def train_main(argv=None) -> None:
     """``python -m zfviz.train``: every TrainConfig field is an option (``--help`` prints each with its reason).
@@ -25,11 +28,12 @@ def train_main(argv=None) -> None:
     """
     p = argparse.ArgumentParser(prog="python -m zfviz.train", description=train_doc.split("\n\n")[0])
     for f in fields(TrainConfig):
-        flag, help = "--" + f.name.replace("_", "-"), f.metadata["help"]
+        flags, help = ("--" + f.name.replace("_", "-"), *OLD_FLAGS.get(f.name, ())), f.metadata["help"]
         if isinstance(f.default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help)
+            p.add_argument(*flags, action=argparse.BooleanOptionalAction, default=f.default, help=help)
         else:
-            p.add_argument(flag, type=type(f.default), default=f.default, help=help + " (default: %(default)r)")
+            p.add_argument(*flags, dest=f.name, type=type(f.default), default=f.default,
+                           help=help + " (default: %(default)r)")
     changeable = ", ".join("--" + name.replace("_", "-") for name in RESUME_CHANGEABLE)
     p.add_argument("--resume", default=None, metavar="LAST_PT",
                    help="continue the run of this checkpoint (a last.pt, with its .sha256 beside it). Every option "

@@ -31,7 +31,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
-from ._checks import as_int, check_int
+from ._checks import as_int, check_int, deprecated_alias, renamed_keyword
 
 __all__ = ["DATA_DIR", "DataIntegrityError", "verify", "manifest", "sha256_file", "file_hexdigest", "data_path", "load_dataset", "DATASETS",
            "ClipArt", "TuxPaint", "Preprocess", "fashion_mnist", "image_folder", "composite", "ten_crops"]
@@ -366,7 +366,8 @@ def _backgrounds(photos: torch.Tensor, p: dict[str, torch.Tensor], size: int) ->
 
 # The teaching network's input side (zfviz.train's default): at 192 px a layer-5 unit sees 139/192 = 72% of the
 # image side (the paper's 224: 62%); at the earlier 112 px layers 4 and 5 saw whole images.
-TEACHING_IMAGE_SIZE = 192
+TEACHING_INPUT_SIZE = 192
+TEACHING_IMAGE_SIZE = TEACHING_INPUT_SIZE     # its name before issue 17, kept for old code
 
 
 class ClipArt(Dataset):
@@ -376,7 +377,8 @@ class ClipArt(Dataset):
 
     Args:
         split: "train", "val" or "test" (sprites are disjoint between splits).
-        image_size: side of the square images (TEACHING_IMAGE_SIZE = 192 for the teaching net, 224 as in the paper).
+        input_size: side of the square images (TEACHING_INPUT_SIZE = 192 for the teaching net, 224 as in the paper);
+            the old keyword ``image_size=`` still works, with a DeprecationWarning.
         renders: how many composites of each sprite the split holds.
         seed: validation/test images depend only on (seed, split); training images also on the epoch.
         data_dir: folder holding MANIFEST.tsv and clipart/ (default: the repository's data/).
@@ -388,17 +390,19 @@ class ClipArt(Dataset):
     sprite_file = "clipart/sprites.png"
     min_scale, max_scale = 0.55, 1.0      # tile side / image side; the object fills ~45-95% of it
     max_angle = math.radians(20)
+    image_size = deprecated_alias("image_size", "input_size")    # the attribute's name before issue 17
 
-    def __init__(self, split: str = "train", image_size: int = TEACHING_IMAGE_SIZE, renders: int = 4, seed: int = 0,
+    @renamed_keyword("image_size", "input_size")
+    def __init__(self, split: str = "train", input_size: int = TEACHING_INPUT_SIZE, renders: int = 4, seed: int = 0,
                  data_dir: str | Path | None = None, epoch: int = 0):
         if not isinstance(split, str) or split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-        image_size = check_int("image_size", image_size, 16)
+        input_size = check_int("input_size", input_size, 16)
         renders = check_int("renders", renders, 1, why=" (composites of each drawing)")
         seed = check_int("seed", seed, 0)
         epoch = check_int("epoch", epoch, 0)
         data_dir = _check_folder("data_dir", data_dir, allow_none=True)
-        self.split, self.image_size, self.renders, self.seed = split, image_size, renders, seed
+        self.split, self.input_size, self.renders, self.seed = split, input_size, renders, seed
         tiles, meta = _read_atlas(self.sprite_file, data_dir)
         self.classes = meta["classes"]
         keep = [i for i, it in enumerate(meta.get("items")) if it.get("split", "train") == split]
@@ -438,9 +442,9 @@ class ClipArt(Dataset):
         images, masks = [], []
         for s in range(0, n, 256):                                        # bounded memory
             sl = slice(s, s + 256)
-            backs = _backgrounds(self.photos, {k: v[sl] for k, v in back.items()}, self.image_size)
+            backs = _backgrounds(self.photos, {k: v[sl] for k, v in back.items()}, self.input_size)
             im, mk = composite(self.sprites[which[sl]].float() / 255, backs, scale[sl], angle[sl],
-                               center[sl], flip[sl], self.image_size)
+                               center[sl], flip[sl], self.input_size)
             images.append((im * 255).round().to(torch.uint8))
             masks.append(mk)
         self.images = torch.cat(images)                                   # (N, 3, S, S) uint8
@@ -477,7 +481,7 @@ class ClipArt(Dataset):
         # M^-1 = [[sx cos, -sin], [sx sin, cos]] since det M = sx = +-1.
         x = c[..., 0] + s * (sx * torch.cos(a) * u - torch.sin(a) * v)
         y = c[..., 1] + s * (sx * torch.sin(a) * u + torch.cos(a) * v)
-        return torch.stack([(x + 1) / 2 * self.image_size, (y + 1) / 2 * self.image_size], dim=-1)
+        return torch.stack([(x + 1) / 2 * self.input_size, (y + 1) / 2 * self.input_size], dim=-1)
 
     def subset(self, sprites) -> "ClipArt":
         """A copy that renders only the drawings ``sprites`` (indices into ``self.sprites``), in that order.
@@ -516,11 +520,12 @@ class TuxPaint(ClipArt):
 
     sprite_file = "tuxpaint/stamps.png"
 
-    def __init__(self, split: str = "all", image_size: int = TEACHING_IMAGE_SIZE, renders: int = 1, seed: int = 0,
+    @renamed_keyword("image_size", "input_size")
+    def __init__(self, split: str = "all", input_size: int = TEACHING_INPUT_SIZE, renders: int = 1, seed: int = 0,
                  data_dir: str | Path | None = None, epoch: int = 0):
         if split != "all":
             raise ValueError(f"the tuxpaint set has one split, 'all'; got {split!r}")
-        super().__init__("train", image_size, renders, seed, data_dir, epoch)
+        super().__init__("train", input_size, renders, seed, data_dir, epoch)
         self.split = "all"
 
 
@@ -627,11 +632,12 @@ def fashion_mnist(split: str = "train", root: str | Path = "/usr/share/datasets/
                                  f"(`apt-get install --reinstall dataset-fashion-mnist`)") from e
 
 
-def image_folder(root: str | Path, image_size: int = 224, train: bool = False):
+@renamed_keyword("image_size", "input_size")
+def image_folder(root: str | Path, input_size: int = 224, train: bool = False):
     """Any ``ImageFolder`` tree (ImageNet, Imagenette, Caltech...) with the paper's preprocessing: resize the
-    short side to 256/224 * image_size, then the centre crop of image_size (``train=False``), or a random
-    crop of image_size, flipped left-right half the time (``train=True``, the paper's sub-crops with flips).
-    Images (3, image_size, image_size) in [0, 1].
+    short side to 256/224 * input_size, then the centre crop of input_size (``train=False``), or a random
+    crop of input_size, flipped left-right half the time (``train=True``, the paper's sub-crops with flips).
+    Images (3, input_size, input_size) in [0, 1]; ``image_size=``, the old keyword, still works (deprecated).
 
     Explained in the chapter "Training ZFNet". A root without class folders, or a class folder without image
     files, raises ValueError naming the root; an image that cannot be read (truncated, damaged, not an image)
@@ -640,7 +646,7 @@ def image_folder(root: str | Path, image_size: int = 224, train: bool = False):
     """
     from torchvision import datasets, transforms
     root = _check_folder("root", root)
-    image_size = check_int("image_size", image_size, 1)
+    input_size = check_int("input_size", input_size, 1)
     if not isinstance(train, (bool, np.bool_)):
         raise TypeError(f"train must be True or False; got {train!r}")
     if not root.is_dir():
@@ -650,9 +656,9 @@ def image_folder(root: str | Path, image_size: int = 224, train: bool = False):
     if not has_classes:
         raise ValueError(f"image folder {root} holds no class folders; expected root/<class>/<image files>, "
                          f"one subfolder per class")
-    short = round(image_size * 256 / 224)
-    crop = ([transforms.RandomCrop(image_size), transforms.RandomHorizontalFlip()] if train
-            else [transforms.CenterCrop(image_size)])
+    short = round(input_size * 256 / 224)
+    crop = ([transforms.RandomCrop(input_size), transforms.RandomHorizontalFlip()] if train
+            else [transforms.CenterCrop(input_size)])
     try:
         return datasets.ImageFolder(root, transform=transforms.Compose([transforms.Resize(short), *crop,
                                                                         transforms.ToTensor()]),
@@ -710,11 +716,12 @@ def ten_crops(images: torch.Tensor, size: int) -> torch.Tensor:
 DATASETS = {"clipart": ClipArt, "tuxpaint": TuxPaint, "fashion-mnist": fashion_mnist, "imagefolder": image_folder}
 
 
+@renamed_keyword("image_size", "input_size")
 def load_dataset(name: str, split: str | None = None, **kwargs):
     """Load a data set by name: "clipart" (default of the book), "tuxpaint", "fashion-mnist", "imagefolder".
 
     Explained in the chapter "The network". ``split`` is passed on where the set has splits;
-    other keyword arguments go to the set's constructor (e.g. ``image_size``, ``root``).
+    other keyword arguments go to the set's constructor (e.g. ``input_size``, ``root``).
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")

@@ -9,7 +9,7 @@ The recipe: SGD with momentum 0.9, learning rate 1e-2 divided by 10 when the val
 improving (the paper watches the error; see ``train``), dropout 0.5 in fc6/fc7 (in the model), per-pixel
 mean subtraction, layer 1 started at N(0, 0.01^2) as in the paper, 70 epochs, and after every update each
 conv filter whose RMS exceeds 0.1 is scaled back to RMS 0.1. Departures, each a flag with its reason: a
-quarter of the width and 192-pixel images (``--width``, ``--image-size``); He initialisation instead of
+quarter of the width and 192-pixel images (``--width``, ``--input-size``); He initialisation instead of
 N(0, 0.01^2) for layers 2-8 of narrow nets (``--init``); batch 32 instead of 128 (``--batch-size``: 4x the
 updates, for layer 1 to learn on 2 CPU cores); inputs divided by the channel std (``zfviz.data.Preprocess``).
 """
@@ -32,6 +32,7 @@ from torch import nn
 
 from . import checkpoints, layers
 from . import data as zdata
+from ._checks import deprecated_alias, renamed_keyword
 from .checkpoints import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint  # noqa: F401 (re-exported)
 from .filters import neighbour_correlation
 from .models import build_model, init_kaiming_, init_paper_
@@ -69,7 +70,7 @@ class TrainConfig:
     """
     arch: str = _opt("zfnet", "zfnet, or alexnet_single (the chapter 'Architecture selection')")
     width: float = _opt(0.25, "teaching scale: 24-64-96-96-64 maps, 1024-unit FC layers")
-    image_size: int = _opt(zdata.TEACHING_IMAGE_SIZE, "the paper's 224 is 1.4x the pixels; a layer-5 unit sees 139 "
+    input_size: int = _opt(zdata.TEACHING_INPUT_SIZE, "the paper's 224 is 1.4x the pixels; a layer-5 unit sees 139 "
                                                       "pixels of 192 (of the paper's 224: 139)")
     dataset: str = _opt("clipart", "clipart (offline, shipped) or imagefolder: data_root/train and /val, "
                                      "ImageNet's layout")
@@ -110,6 +111,10 @@ class TrainConfig:
     fc_units: int = _opt(4096, "§5.1: units in layers 6 and 7, before width (paper 4096; tried 2048, 8192)")
     conv_channels: str = _opt("", '§5.1: five conv widths before width, e.g. "96,256,512,1024,512"; "" = paper')
 
+    # Called image_size before issue 17: cfg.image_size still reads it, and TrainConfig(image_size=...) works
+    # (the wrapper of __init__ below the class); both with a DeprecationWarning.
+    image_size = deprecated_alias("image_size", "input_size")
+
     def __post_init__(self):
         self.validate()
 
@@ -124,7 +129,7 @@ class TrainConfig:
         self.lr_step_epochs()                                    # likewise
         with torch.device("meta"):                                # raises on a bad arch, width or ablation,
             build_model(self.arch, num_classes=10, width=self.width,   # without allocating the weights
-                        input_size=self.image_size, **self.model_options())
+                        input_size=self.input_size, **self.model_options())
 
     def _check_types(self) -> None:
         for f in fields(self):
@@ -151,7 +156,7 @@ class TrainConfig:
             _parse_device(self.device)
 
     def _check_counts(self) -> None:
-        for name in ("epochs", "batch_size", "renders", "image_size", "fc_units"):
+        for name in ("epochs", "batch_size", "renders", "input_size", "fc_units"):
             v = getattr(self, name)
             if v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -202,6 +207,10 @@ class TrainConfig:
         if self.fc_units != 4096:
             options["fc_units"] = self.fc_units
         return options
+
+
+# dataclass writes __init__; wrapped, it takes the field's old name too (image_size=, with a DeprecationWarning).
+TrainConfig.__init__ = renamed_keyword("image_size", "input_size")(TrainConfig.__init__)
 
 
 def _parse_device(name: str) -> torch.device:
@@ -348,13 +357,13 @@ def _datasets(cfg: TrainConfig):
         if not cfg.data_root:
             raise ValueError("dataset 'imagefolder' needs --data-root, a folder with train/ and val/ inside")
         root = Path(cfg.data_root)
-        return (zdata.image_folder(root / "train", cfg.image_size, train=True),
-                zdata.image_folder(root / "val", cfg.image_size))
+        return (zdata.image_folder(root / "train", cfg.input_size, train=True),
+                zdata.image_folder(root / "val", cfg.input_size))
     if cfg.dataset != "clipart":
         raise ValueError(f"training reads dataset 'clipart' or 'imagefolder', got {cfg.dataset!r}")
-    train_set = zdata.load_dataset(cfg.dataset, "train", image_size=cfg.image_size,
+    train_set = zdata.load_dataset(cfg.dataset, "train", input_size=cfg.input_size,
                                    renders=cfg.renders, seed=cfg.seed)
-    val_set = zdata.load_dataset(cfg.dataset, "val", image_size=cfg.image_size, renders=4, seed=cfg.seed)
+    val_set = zdata.load_dataset(cfg.dataset, "val", input_size=cfg.input_size, renders=4, seed=cfg.seed)
     return train_set, val_set
 
 
@@ -364,7 +373,7 @@ def _fit_preprocess(cfg: TrainConfig, train_set) -> zdata.Preprocess:
     if hasattr(train_set, "tensors"):
         pre = zdata.Preprocess.fit(train_set.tensors()[0])
     else:
-        plain = zdata.image_folder(Path(cfg.data_root) / "train", cfg.image_size)
+        plain = zdata.image_folder(Path(cfg.data_root) / "train", cfg.input_size)
         picks = range(0, len(plain), max(1, len(plain) // 1000))
         pre = zdata.Preprocess.fit(torch.stack([plain[i][0] for i in picks]))
     if cfg.input_scale != 1:
@@ -423,6 +432,7 @@ def _check_resumable(resume: Path, state: dict, cfg: TrainConfig) -> None:
     if not isinstance(stored, dict):
         raise CheckpointError(f"{resume} records no train_config, so a resume cannot be checked against it; "
                               f"resume only from a last.pt written by zfviz.train")
+    stored = checkpoints.upgrade_train_config(stored)       # a run of before issue 17 stored image_size
     changed = [(f.name, stored.get(f.name, f.default), getattr(cfg, f.name)) for f in fields(cfg)
                if f.name not in RESUME_CHANGEABLE and stored.get(f.name, f.default) != getattr(cfg, f.name)]
     if changed:
@@ -594,7 +604,7 @@ def _pick_run_device(cfg: TrainConfig, world: int) -> torch.device:
 def _build_network(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The network, initialised as ``cfg`` says (from the seed: the same on a resume)."""
     net = build_model(cfg.arch, num_classes=num_classes, width=cfg.width,
-                      input_size=cfg.image_size, **cfg.model_options())
+                      input_size=cfg.input_size, **cfg.model_options())
     (init_kaiming_ if cfg.init == "kaiming" else init_paper_)(net)
     if cfg.conv1_std > 0:
         init_paper_(next(m for m in net.modules() if isinstance(m, nn.Conv2d)), cfg.conv1_std)

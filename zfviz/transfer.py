@@ -268,7 +268,7 @@ def train_from_scratch(dataset, train_stamps, steps: int = 200, batch_size: int 
     Explained in the chapter "§5 Experiments" (feature generalisation).
 
     Args:
-        dataset: a ``zfviz.data.TuxPaint`` (or ``ClipArt``); its ``image_size`` sets the network's input
+        dataset: a ``zfviz.data.TuxPaint`` (or ``ClipArt``); its ``input_size`` sets the network's input
             and its ``renders`` how many renders of each stamp one pass holds.
         train_stamps: (K,) stamp indices to train on (from :func:`few_shot_split`).
         steps: SGD steps of ``batch_size`` images; every pass over the training stamps draws fresh
@@ -289,7 +289,7 @@ def train_from_scratch(dataset, train_stamps, steps: int = 200, batch_size: int 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     preprocess = Preprocess.fit(subset.tensors()[0])
-    net = init_kaiming_(zfnet(len(dataset.classes), width, dataset.image_size))
+    net = init_kaiming_(zfnet(len(dataset.classes), width, dataset.input_size))
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
     net.train()
     epoch, batches = 0, []
