@@ -152,7 +152,7 @@ by_layer = {l: every_layer.distance[l][0].mean().item() for l in range(1, 8)}
 freqs = [0.05, 0.25, 0.45]
 x_pix = torch.arange(7, dtype=torch.float32)
 gratings = torch.stack([torch.cos(f * x_pix).expand(3, 7, 7) for f in freqs])
-grating_bands = features.frequency_bands(gratings)
+grating_bands = filters.frequency_bands(gratings)
 """,
     # The mean response of the convolution before the rectification, where the chapter rectifies first.
     "architecture-ex2": """
@@ -171,7 +171,7 @@ for name, (model, _) in nets.items():
     w = model.conv1.weight.detach()
     filter_rms[name] = w.flatten(1).norm(dim=1)
     at_radius[name] = int((filter_rms[name] > 0.099).sum())
-    top3_share[name] = features.top_norm_share(w, 3)
+    top3_share[name] = filters.top_norm_share(w, 3)
 constrained = max(at_radius, key=at_radius.get)
 """,
     # Only pairs where both units changed, with opposite signs, counted as a change: (1 - z)^2 / 2.

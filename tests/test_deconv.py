@@ -306,6 +306,8 @@ def test_receptive_field_box_by_hand():
     assert receptive_field_box(model, 2, (1, 1), 112) == (7, 7, 34, 34)
     box = receptive_field_box(model, 2, (1, 2), (112, 40))            # columns 15..41, clipped at 40
     assert box == (15, 7, 40, 34) and (box.height, box.width) == (27, 25)
+    with pytest.warns(DeprecationWarning, match=r"image_size= is deprecated: pass input_size="):
+        assert receptive_field_box(model, 2, (1, 2), image_size=(112, 40)) == box
     image = torch.arange(112 * 40).view(1, 112, 40)
     assert image[..., box.rows, box.cols].shape == (1, 27, 25)
 
@@ -545,10 +547,10 @@ def _dataset(x):
     (lambda m, x: deconv.strongest_projections(m, x * NAN, 1, [0]), ValueError, r"images must be finite"),
     (lambda m, x: deconv.strongest_projections(m, x[0], 1, [0]), ValueError, r"images must be a batch"),
     (lambda m, x: receptive_field_box(m, 5, (0, 0), 16), ValueError,
-     r"image_size: 16x16 pixels is too small for layer 5"),
-    (lambda m, x: receptive_field_box(m, 2, (0, 0), 2.5), ValueError, r"image_size must be an int >= 1.*2\.5"),
-    (lambda m, x: receptive_field_box(m, 2, (0, 0), True), ValueError, r"image_size must be an int >= 1.*True"),
-    (lambda m, x: receptive_field_box(m, 2, (0, 0), (64, 0)), ValueError, r"image_size must be.*\(64, 0\)"),
+     r"input_size: 16x16 pixels is too small for layer 5"),
+    (lambda m, x: receptive_field_box(m, 2, (0, 0), 2.5), ValueError, r"input_size must be an int >= 1.*2\.5"),
+    (lambda m, x: receptive_field_box(m, 2, (0, 0), True), ValueError, r"input_size must be an int >= 1.*True"),
+    (lambda m, x: receptive_field_box(m, 2, (0, 0), (64, 0)), ValueError, r"input_size must be.*\(64, 0\)"),
     (lambda m, x: receptive_field_box(m, 2, (0, 0.0), 64), ValueError, r"position must be \(y, x\)"),
 ])
 def test_deconv_bad_inputs_are_refused_naming_the_argument(call, error, match):

@@ -24,7 +24,7 @@ from zfviz.static import (_component, _script_json, decode_uri, picture_uri, sta
                           static_occlusion_explorer)
 from zfviz.views import deconv_view, occlusion_view
 
-S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's default)
+S = data.TEACHING_INPUT_SIZE     # the teaching network's image side (ClipArt's default)
 
 
 @pytest.fixture(scope="module")

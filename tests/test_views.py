@@ -12,7 +12,7 @@ import torch
 from zfviz import data, deconv, layers, views
 from zfviz.plotting import stretch_symmetric
 
-S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's default)
+S = data.TEACHING_INPUT_SIZE     # the teaching network's image side (ClipArt's default)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from zfviz import data, models, occlusion, widgets
 from zfviz.deconv import field_crop, project, receptive_field_box
 from zfviz.plotting import stretch_symmetric
 
-S = data.TEACHING_IMAGE_SIZE     # the teaching network's image side (ClipArt's default)
+S = data.TEACHING_INPUT_SIZE     # the teaching network's image side (ClipArt's default)
 
 
 
@@ -50,7 +50,7 @@ def test_deconv_view_equals_its_parts_computed_directly(teaching, layer, index):
     image, label = val[index]
     side = image.shape[-1]
     x = preprocess(image[None])
-    fmap = relu_map(model, x, layer)[0, channel]                          # (h, w)
+    fmap = relu_map(model, x, layer)[0, channel].detach()                 # (h, w)
     assert view["activation"] == pytest.approx(float(fmap.max()), abs=0) and view["activation"] > 0
     y, x_ = view["position"]
     assert fmap[y, x_] == fmap.max()

@@ -118,7 +118,8 @@ def check_padding(model: nn.Module) -> None:
 def check_layer(model: nn.Module, layer) -> None:
     n = len(layers.convs(model))
     if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= n:
-        raise ValueError(f"layer must be the paper's conv layer number, an int in 1..{n}; got {layer!r}")
+        raise ValueError(f"layer must be the paper's conv layer number (6-7 are fully connected: no map to "
+                         f"project or occlude), an int in 1..{n}; got {layer!r}")
 
 
 def check_channel(model: nn.Module, layer: int, channel) -> None:
@@ -248,6 +249,36 @@ def check_fill(fill) -> float:
         raise ValueError(f"fill must be a finite number (the occluder's value in the model's input space, every "
                          f"channel; 0 is the mean image for mean-subtracted input); got {fill!r}")
     return float(fill)
+
+
+def check_fill_image(fill, images: torch.Tensor) -> torch.Tensor:
+    """``fill`` as a tensor that broadcasts against images (N, C, H, W): a number, (C, H, W) or (N, C, H, W).
+
+    What a moved or masked image shows where its own pixels are gone (``zfviz.invariance.transform``,
+    ``zfviz.correspondence.mask_region``); 0 on preprocessed images is the mean image.
+    """
+    if isinstance(fill, numbers.Real) and not isinstance(fill, bool):
+        if not math.isfinite(fill):
+            raise ValueError(f"fill must be a finite number or image (0 is the mean image on preprocessed input); "
+                             f"got {fill!r}")
+        return images.new_tensor(float(fill))
+    if isinstance(fill, torch.Tensor) and fill.is_floating_point():
+        try:
+            torch.broadcast_shapes(fill.shape, images.shape)
+        except RuntimeError:
+            pass
+        else:
+            check_finite("fill", fill)
+            return fill.to(images)
+    shape = tuple(images.shape)
+    raise ValueError(f"fill must be a number or a float tensor that broadcasts to the images {shape}, e.g. "
+                     f"{shape[1:]} (a mean image); got {fill if not isinstance(fill, torch.Tensor) else fill.shape!r}")
+
+
+def check_preprocess(preprocess) -> None:
+    if preprocess is not None and not callable(preprocess):
+        raise TypeError(f"preprocess must be callable (e.g. zfviz.data.Preprocess) or None; "
+                        f"got {show(preprocess)} ({type(preprocess).__name__})")
 
 
 def check_batch_size(batch_size, what: str = "occluded copies") -> int:

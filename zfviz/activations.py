@@ -12,12 +12,11 @@ pass that stops at the highest layer asked for.
 
 This module sits below ``zfviz.invariance``, ``zfviz.correspondence`` and ``zfviz.transfer`` in the import
 graph: they read features through :func:`layer_features` and :func:`run_layers` (features and logits of one
-batched pass) and check their arguments with :func:`check_layers` and :func:`check_fill_image`; it imports
-none of them.
+batched pass) and check their layers with :func:`check_layers` (a fill image with
+``zfviz._checks.check_fill_image``, among the package's shared checks); it imports none of them.
 """
 from __future__ import annotations
 
-import math
 import numbers
 from contextlib import contextmanager
 from typing import Sequence
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from .layers import convs, stack, to_model
-from ._checks import check_batch_size, check_finite, check_image_size, check_images, check_model
+from ._checks import check_batch_size, check_image_size, check_images, check_model
 
 __all__ = ["layer_features"]
 
@@ -56,30 +55,6 @@ def check_layers(model: nn.Module, layers) -> list[int]:
     if len(set(listed)) != len(listed):
         raise ValueError(f"layers must not repeat a layer; got {layers!r}")
     return [int(k) for k in listed]
-
-
-def check_fill_image(fill, images: torch.Tensor) -> torch.Tensor:
-    """``fill`` as a tensor that broadcasts against images (N, C, H, W): a number, (C, H, W) or (N, C, H, W).
-
-    What a moved or masked image shows where its own pixels are gone (``zfviz.invariance.transform``,
-    ``zfviz.correspondence.mask_region``); 0 on preprocessed images is the mean image.
-    """
-    if isinstance(fill, numbers.Real) and not isinstance(fill, bool):
-        if not math.isfinite(fill):
-            raise ValueError(f"fill must be a finite number or image (0 is the mean image on preprocessed input); "
-                             f"got {fill!r}")
-        return images.new_tensor(float(fill))
-    if isinstance(fill, torch.Tensor) and fill.is_floating_point():
-        try:
-            torch.broadcast_shapes(fill.shape, images.shape)
-        except RuntimeError:
-            pass
-        else:
-            check_finite("fill", fill)
-            return fill.to(images)
-    shape = tuple(images.shape)
-    raise ValueError(f"fill must be a number or a float tensor that broadcasts to the images {shape}, e.g. "
-                     f"{shape[1:]} (a mean image); got {fill if not isinstance(fill, torch.Tensor) else fill.shape!r}")
 
 
 @contextmanager

@@ -26,8 +26,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .activations import check_fill_image, check_layers, run_layers
-from ._checks import check_batch_size, check_finite, check_images, check_model
+from .activations import check_layers, run_layers
+from ._checks import check_batch_size, check_fill_image, check_finite, check_images, check_model
 
 __all__ = ["pair_sign_change", "sign_change_score", "part_squares", "random_squares", "mask_region", "correspondence"]
 

@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader
 
 from . import layers
 from ._checks import (as_int, check_channel, check_channels, check_image_size, check_images, check_k, check_layer,
-                      check_model, check_position, check_signal, check_size2)
+                      check_model, check_position, check_signal, check_size2, renamed_keyword)
 
 __all__ = ["feature_map", "project", "map_and_projection", "backprop", "guided_backprop", "unpool", "rectify", "filter_down",
            "top_activations", "TopActivations", "receptive_field_box", "strongest_projections", "field_crop",
@@ -393,8 +393,9 @@ def strongest_projections(model: nn.Module, images: torch.Tensor, layer: int,
     return top, torch.stack(projections)
 
 
+@renamed_keyword("image_size", "input_size")
 def receptive_field_box(model: nn.Module, layer: int, position: tuple[int, int],
-                        image_size: int | tuple[int, int], clip: bool = True) -> layers.Box:
+                        input_size: int | tuple[int, int], clip: bool = True) -> layers.Box:
     """The image patch that unit ``position`` ``(y, x)`` of layer ``layer`` sees, as a
     :class:`zfviz.layers.Box` ``(x0, y0, x1, y1)``, end-exclusive (the package's one box order).
 
@@ -402,17 +403,18 @@ def receptive_field_box(model: nn.Module, layer: int, position: tuple[int, int],
     Walks from relu{layer} down through every conv and pool: rows [a, b) of a module's output come
     from rows [a*s - p, (b-1)*s - p + d*(k-1) + 1) of its input. The result is clipped at the image
     border, so interior units get the full receptive field of ``zfviz.models.layer_table``
-    (e.g. 139 pixels for ZFNet's layer 5) and border units less.
+    (e.g. 139 pixels for ZFNet's layer 5) and border units less. ``input_size``: the input image's side,
+    or its (H, W) (``image_size=``, its name before issue 17, still works with a DeprecationWarning).
     """
     check_model(model)
     check_layer(model, layer)
-    size = (image_size, image_size) if as_int(image_size) is not None else image_size
+    size = (input_size, input_size) if as_int(input_size) is not None else input_size
     hw = tuple(as_int(v) for v in size) if isinstance(size, (tuple, list)) else ()
     if len(hw) != 2 or None in hw or min(hw) < 1:
-        raise ValueError(f"image_size must be an int >= 1 or a pair (H, W) of them (the image's size in pixels); "
-                         f"got {image_size!r}")
+        raise ValueError(f"input_size must be an int >= 1 or a pair (H, W) of them (the input image's size in "
+                         f"pixels); got {input_size!r}")
     height, width = hw
-    check_image_size(model, torch.empty(0, 0, height, width), layers.named_stack(model, layer), "image_size",
+    check_image_size(model, torch.empty(0, 0, height, width), layers.named_stack(model, layer), "input_size",
                       f" for layer {layer}")
     # The map's size, to check the position: followed through the layers' geometry, no forward pass.
     *_, map_size, _ = list(layers.walk_sizes(layers.named_stack(model, layer), height, width))[-1]

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .activations import check_fill_image, check_layers, run_layers
-from ._checks import check_batch_size, check_finite, check_images, check_model
+from .activations import check_layers, run_layers
+from ._checks import check_batch_size, check_fill_image, check_finite, check_images, check_model
 
 __all__ = ["transform", "TRANSFORMS", "invariance", "Invariance"]
 

@@ -1,6 +1,9 @@
 """The layers of a flat conv network as the paper counts them, and the rules every module shares.
 
-Explained in the chapter "The network" (book/network). ZF number their conv layers 1-5; in a flat
+Explained in the chapter "The network" (book/network). ZF number their layers 1-7: 1-5 the conv layers,
+6-7 the fully connected ones. ``layer`` means that number everywhere in the package; a function that needs a
+feature map (the deconvnet, occlusion) takes 1-5, one that reads feature vectors (``zfviz.activations``,
+``zfviz.transfer``) 1-7, and its error message says which. In a flat
 ``nn.Sequential`` (``zfviz.models``) layer k is the k-th ``nn.Conv2d`` child and its feature map is the output
 of the ReLU right after it. :func:`convs` and :func:`stack` say which children those are; :func:`walk_sizes`
 follows an input size through them (to refuse too-small images before any layer runs);

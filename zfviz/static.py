@@ -34,7 +34,7 @@ from PIL import Image
 from torch import nn
 
 from . import occlusion
-from ._checks import check_int, check_real, show
+from ._checks import check_int, check_preprocess, check_real, show
 from .views import deconv_view
 
 __all__ = ["StaticExplorer", "static_deconv_explorer", "static_occlusion_explorer", "picture_uri", "decode_uri"]
@@ -88,12 +88,6 @@ def _check_pixels(name: str, pictures: torch.Tensor) -> None:
     if lo < -_SLACK or hi > 1 + _SLACK:
         raise ValueError(f"{name} must hold pixel values in [0, 1] (the picture, not the network's preprocessed "
                          f"input); got values in [{lo:.4g}, {hi:.4g}]")
-
-
-def _check_preprocess(preprocess) -> None:
-    if preprocess is not None and not callable(preprocess):
-        raise TypeError(f"preprocess must be callable (e.g. zfviz.data.Preprocess) or None; "
-                        f"got {show(preprocess)} ({type(preprocess).__name__})")
 
 
 def _check_model(model) -> None:
@@ -376,7 +370,7 @@ def static_deconv_explorer(model: nn.Module, preprocess, dataset, indices, chann
     name = _check_name(name)
     quality = _check_quality(quality)
     _check_model(model)
-    _check_preprocess(preprocess)
+    check_preprocess(preprocess)
     indices = _check_indices(dataset, indices)
     layer_maps = _check_layer_maps(channels)
     classes = _check_classes(classes)
@@ -546,7 +540,7 @@ def static_occlusion_explorer(model: nn.Module, images: torch.Tensor, targets, s
     targets = _check_targets(targets, len(images))
     height, width = (int(s) for s in images.shape[-2:])
     size, stride, fill = _check_square(size, stride, fill, height, width)
-    _check_preprocess(preprocess)
+    check_preprocess(preprocess)
     classes = _check_classes(classes)
     x = _model_inputs(images, preprocess)
     whole = _whole_probabilities(model, x)

@@ -10,7 +10,7 @@ A *stamp* is one cut-out photo; every stamp is rendered several times onto backg
 never puts renders of one stamp on both sides (:func:`few_shot_split`), so a classifier cannot score by
 recognising a stamp it was trained on.
 
-**Features.** :func:`probe_features` returns a layer's feature vector as ``zfviz.features.layer_features``
+**Features.** :func:`probe_features` returns a layer's feature vector as ``zfviz.activations.layer_features``
 computes it (the rectified map, flattened), optionally max-pooled over a coarse ``grid x grid`` of
 cells first, which keeps the conv layers' vectors short enough for a linear classifier fitted to tens
 of images (layer 1 of the teaching net has 72,600 dimensions at 112 px, 1,000 times the training set).
@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activations import layer_features
 from .layers import to_model
 from ._checks import check_finite, check_int
 
@@ -83,7 +84,7 @@ def probe_features(model: nn.Module, images: torch.Tensor, layers: int | Sequenc
     Explained in the chapter "§5 Experiments" (per-layer features, §5.3).
 
     Args:
-        model: a flat network like ``zfviz.models.zfnet`` (see ``zfviz.features.layer_features``).
+        model: a flat network like ``zfviz.models.zfnet`` (see ``zfviz.activations.layer_features``).
         images: (N, 3, S, S) preprocessed as the network expects.
         layers: one layer number 1-7 or a list of them (one forward pass).
         grid: ``None`` keeps the whole rectified map (C*h*w values); an int g max-pools each map into g x g
@@ -92,7 +93,6 @@ def probe_features(model: nn.Module, images: torch.Tensor, layers: int | Sequenc
     Returns:
         (N, D) float tensor for an int ``layers``, else ``{layer: (N, D_layer)}``.
     """
-    from .features import layer_features
     if grid is not None:
         check_int("grid", grid, 1)
     single = isinstance(layers, numbers.Integral) and not isinstance(layers, bool)

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import deconv, layers, occlusion
 from ._checks import (check_channel, check_fill, check_image, check_image_size, check_images, check_layer,
-                      check_model, check_occluder, check_target)
+                      check_model, check_occluder, check_preprocess, check_target)
 from .plotting import stretch_symmetric
 
 __all__ = ["deconv_view", "DeconvView", "occlusion_view", "OcclusionView", "COARSE_POSITIONS"]
@@ -58,12 +58,6 @@ def _check_index(index, dataset) -> int:
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
         raise ValueError(f"index must be an int in 0..{n - 1} (the data set has {n} images); got {index!r}")
     return index
-
-
-def _check_preprocess(preprocess) -> None:
-    if preprocess is not None and not callable(preprocess):
-        raise TypeError(f"preprocess must be callable (e.g. zfviz.data.Preprocess) or None; "
-                        f"got {type(preprocess).__name__}")
 
 
 def _check_picture(name: str, image, pixels: bool) -> None:
@@ -115,7 +109,7 @@ class DeconvView(_ByName):
 
 def _dataset_input(dataset, index, preprocess) -> tuple[torch.Tensor, int, torch.Tensor]:
     """Image ``index`` (3, H, W), its label, and the network's input (1, 3, H, W) made from it."""
-    _check_preprocess(preprocess)
+    check_preprocess(preprocess)
     _check_index(index, dataset)
     image, label = dataset[index]                                     # (3, H, W) in [0, 1]
     _check_picture(f"dataset[{index}][0]", image, pixels=preprocess is not None)
@@ -239,7 +233,7 @@ def _occlusion_input(image, coarse, cache, preprocess) -> torch.Tensor:
     if cache is not None and not isinstance(cache, dict):
         raise TypeError(f"cache must be a dict kept by the caller between calls, or None; got {type(cache).__name__}")
     check_image(image)
-    _check_preprocess(preprocess)
+    check_preprocess(preprocess)
     _check_picture("image", image, pixels=preprocess is not None)
     with torch.no_grad():
         return preprocess(image.unsqueeze(0))[0] if preprocess is not None else image
