@@ -134,7 +134,7 @@
   // ---- the page -------------------------------------------------------------------------------------------
 
   const meta = window.ZFNET_META;
-  let session = null, image = null, first = null, results = {};
+  let session = null, image = null, first = null, results = {}, queue = Promise.resolve(), latest = 0;
 
   async function getSession() {
     if (session) return session;
@@ -153,7 +153,10 @@
       if (top && top.layer === k + 1) data[top.index] = top.value;
       feeds["top" + (k + 1)] = new ort.Tensor("float32", data, [1, ...shape]);
     });
-    return s.run(feeds);
+    // One run at a time (a projection asked for while the occlusion map runs waits its turn).
+    const done = queue.then(() => s.run(feeds));
+    queue = done.catch(() => undefined);
+    return done;
   }
 
   function el(id) { return document.getElementById(id); }
@@ -223,11 +226,12 @@
 
   async function updateProjection() {
     if (!first) return;
-    const t0 = performance.now(), S = meta.input_size;
+    const t0 = performance.now(), S = meta.input_size, request = ++latest, shown = first;
     const layer = +el("zf-layer").value, c = +el("zf-map").value, shape = meta.map_shapes[layer - 1];
     const unit = strongestUnit(first["relu" + layer].data, shape, c);
     const index = c * shape[1] * shape[2] + unit.y * shape[2] + unit.x;
     const out = await run(image, 1, { layer, index, value: unit.value });
+    if (request !== latest || shown !== first) return;     // a later choice, or another picture, came meanwhile
     const proj = out.projection.data;
     const box = receptiveFieldBox(meta.geometry[layer - 1], unit.y, unit.x, S, false);
     const crop = fieldCrop(proj, 3, S, box, 0);
@@ -263,6 +267,7 @@
       paint(el("zf-occlusion"), shown.map((v) => (Number.isNaN(v) ? 0.5 : v)), 1, ny, nx);
       el("zf-progress").value = (start + part.length) / order.length;
       el("zf-status").textContent = `Occlusion: ${start + part.length} of ${order.length} positions`;
+      await new Promise((resolve) => setTimeout(resolve, 0));   // let the page paint the preview and the progress
     }
     results.occlusion = { size: square, stride, ny, nx, target, values: Array.from(values), ms: performance.now() - t0 };
     publish();
