@@ -166,6 +166,15 @@
     if (message !== undefined) el("zf-status").textContent = message;
   }
 
+  /** The network could not run: say so (the usual cause, a browser without WebAssembly SIMD), keep the details. */
+  function failed(error) {
+    results = { error: String(error) };
+    publish();
+    el("zf-run-occlusion").disabled = false;
+    setState("error", "This browser could not run the network (it needs WebAssembly with SIMD: Chrome or Edge 91+, " +
+             "Firefox 89+, Safari 16.4+). Details: " + String(error));
+  }
+
   function publish() { el("zf-results").textContent = JSON.stringify(results); }
 
   function paint(canvas, rgb, channels, height, width) {
@@ -206,7 +215,12 @@
     view.width = S; view.height = S;
     view.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(rgba), S, S), 0, 0);
     image = preprocess(rgba, S, meta.mean, meta.std);
-    first = await run(image, 1, null);
+    try {
+      first = await run(image, 1, null);
+    } catch (e) {
+      failed(e);
+      return;
+    }
     const probs = first.probabilities.data, top = topK(probs, 5);
     el("zf-top5").innerHTML = top.map((k) => `<li>${meta.classes[k]}: ${(100 * probs[k]).toFixed(1)}%</li>`).join("");
     results = { resized: plan.resized, probabilities: Array.from(probs),
@@ -282,13 +296,13 @@
       return;
     }
     meta.mean = new Float32Array(decodeBase64(meta.mean_base64).buffer);
-    el("zf-file").addEventListener("change", (e) => e.target.files[0] && loadFile(e.target.files[0]));
+    el("zf-file").addEventListener("change", (e) => e.target.files[0] && loadFile(e.target.files[0]).catch(failed));
     const drop = el("zf-drop");
     drop.addEventListener("dragover", (e) => e.preventDefault());
-    drop.addEventListener("drop", (e) => { e.preventDefault(); if (e.dataTransfer.files[0]) loadFile(e.dataTransfer.files[0]); });
-    el("zf-layer").addEventListener("change", () => { updateMapPicker(); updateProjection(); });
-    el("zf-map").addEventListener("change", updateProjection);
-    el("zf-run-occlusion").addEventListener("click", runOcclusion);
+    drop.addEventListener("drop", (e) => { e.preventDefault(); if (e.dataTransfer.files[0]) loadFile(e.dataTransfer.files[0]).catch(failed); });
+    el("zf-layer").addEventListener("change", () => { updateMapPicker(); updateProjection().catch(failed); });
+    el("zf-map").addEventListener("change", () => updateProjection().catch(failed));
+    el("zf-run-occlusion").addEventListener("click", () => runOcclusion().catch(failed));
     for (const id of ["zf-size", "zf-stride"]) {
       el(id).addEventListener("input", () => { el(id + "-value").textContent = el(id).value; });
     }

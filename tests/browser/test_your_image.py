@@ -213,3 +213,13 @@ def test_the_pure_functions_match_zfviz(browser, reference):
     assert browser.execute_script("return ZFBrowser.resizePlan(300, 260, 219, 192);") == {
         "width": int(219 * 300 / 260), "height": 219, "left": round((int(219 * 300 / 260) - 192) / 2), "top": 14,
         "resized": True}
+
+
+def test_a_browser_that_cannot_run_the_network_gets_a_clear_message(browser, picture):
+    _open(browser, (SITE / PAGE).as_uri())
+    browser.execute_script("ort.InferenceSession.create = () => Promise.reject(new Error('no WebAssembly SIMD'));")
+    _upload(browser, picture[0])
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.ID, "zf-root").get_attribute("data-state") == "error")
+    assert "could not run the network" in browser.find_element(By.ID, "zf-status").text
+    assert "no WebAssembly SIMD" in _results(browser, "error")["error"]
