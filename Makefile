@@ -7,11 +7,16 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test disk unit nbval cpu-paths cpu-avx2 cpu-plain browser venv vendor lock clean data train notebooks classroom
+.PHONY: book browser-assets test disk unit nbval cpu-paths cpu-avx2 cpu-plain browser venv vendor lock clean data train notebooks classroom
 
 # MathJax, served from the site itself so that the pages work offline (see _config.yml). Not in _static/:
 # Jupyter Book adds every .js file under _static/ to every page.
-NPM_PACKAGES := mathjax@3.2.2
+# onnxruntime-web runs the teaching ZFNet on the page "Your own picture" (book/your_image). 1.18.0: its
+# ort.wasm.min.js is a classic script (global `ort`) with the Emscripten glue inside, so a page opened from file://
+# (no fetch, no import() of .mjs) can run it; later versions import() a separate .mjs. The single-thread SIMD
+# WebAssembly binary is embedded as base64 in a script (file:// pages cannot fetch it) and given to ort as a data: URL.
+NPM_PACKAGES := mathjax@3.2.2 onnxruntime-web@1.18.0
+ORT_DIST     := _build/npm/node_modules/onnxruntime-web/dist
 VENDOR       := _vendor/vendor
 VENDOR_STAMP := $(VENDOR)/.installed
 
@@ -29,10 +34,18 @@ $(VENDOR_STAMP): Makefile
 	rm -rf $(VENDOR) _build/npm && mkdir -p $(VENDOR) _build/npm
 	npm install --prefix _build/npm --no-audit --no-fund --no-save --silent $(NPM_PACKAGES)
 	cp -r _build/npm/node_modules/mathjax/es5 $(VENDOR)/mathjax
+	mkdir -p $(VENDOR)/onnxruntime-web
+	cp $(ORT_DIST)/ort.wasm.min.js $(VENDOR)/onnxruntime-web/
+	{ printf 'window.ORT_WASM_SIMD_BASE64 = "'; base64 -w0 $(ORT_DIST)/ort-wasm-simd.wasm; printf '";\n'; } \
+	  > $(VENDOR)/onnxruntime-web/ort-wasm-simd.wasm.js
 	rm -rf _build/npm
 	touch $(VENDOR_STAMP)
 
-book: $(STAMP) $(VENDOR_STAMP)
+# The teaching ZFNet for the page "Your own picture": exported from the shipped weights (no network), not committed.
+browser-assets: $(STAMP)
+	$(PY) scripts/browser_assets.py
+
+book: $(STAMP) $(VENDOR_STAMP) browser-assets
 	$(PY) scripts/book_cache.py
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
