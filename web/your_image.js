@@ -59,6 +59,15 @@
     return { y: Math.floor(i / w), x: i % w, value: maps[c * h * w + i] };
   }
 
+  /** The map of a (C, h, w) layer whose strongest unit is largest (first on ties): the one the page shows first,
+   *  as the chapters show each layer's strongest map for an image (a map of zeros would project to nothing). */
+  function strongestMap(maps, shape) {
+    const [C, h, w] = shape, n = h * w;
+    let best = 0;
+    for (let c = 1; c < C; c++) if (maps[c * n + argmax(maps, c * n, n)] > maps[best * n + argmax(maps, best * n, n)]) best = c;
+    return best;
+  }
+
   /** The image patch that unit (y, x) of a layer sees, as zfviz.deconv.receptive_field_box: [x0, y0, x1, y1],
    *  end-exclusive. steps: the layer's convs and pools, top first, [kernel, stride, padding, dilation]. */
   function receptiveFieldBox(steps, y, x, size, clip) {
@@ -228,7 +237,15 @@
     results.first_result_ms = performance.now() - t0;
     publish();
     setState("ready", `Done in ${(results.first_result_ms / 1000).toFixed(2)} s.`);
+    showStrongestMap();
     await updateProjection();
+  }
+
+  /** Point the map picker at the chosen layer's strongest map for the current picture. */
+  function showStrongestMap() {
+    if (!first) return;
+    const layer = +el("zf-layer").value;
+    el("zf-map").value = strongestMap(first["relu" + layer].data, meta.map_shapes[layer - 1]);
   }
 
   function updateMapPicker() {
@@ -300,7 +317,9 @@
     const drop = el("zf-drop");
     drop.addEventListener("dragover", (e) => e.preventDefault());
     drop.addEventListener("drop", (e) => { e.preventDefault(); if (e.dataTransfer.files[0]) loadFile(e.dataTransfer.files[0]).catch(failed); });
-    el("zf-layer").addEventListener("change", () => { updateMapPicker(); updateProjection().catch(failed); });
+    el("zf-layer").addEventListener("change", () => {
+      updateMapPicker(); showStrongestMap(); updateProjection().catch(failed);
+    });
     el("zf-map").addEventListener("change", () => updateProjection().catch(failed));
     el("zf-run-occlusion").addEventListener("click", () => runOcclusion().catch(failed));
     for (const id of ["zf-size", "zf-stride"]) {
@@ -310,7 +329,7 @@
     setState("idle", "Choose a picture.");
   }
 
-  window.ZFBrowser = { resizePlan, preprocess, topK, argmax, strongestUnit, receptiveFieldBox, fieldCrop,
+  window.ZFBrowser = { resizePlan, preprocess, topK, argmax, strongestUnit, strongestMap, receptiveFieldBox, fieldCrop,
                        quantileAbs, stretchSymmetric, occlusionOrder, occlude, previewValue, decodeBase64,
                        run, runOcclusion, updateProjection };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init); else init();

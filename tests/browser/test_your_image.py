@@ -118,9 +118,11 @@ def test_the_page_computes_what_pytorch_computes(browser, server, reference, pic
     assert [t["index"] for t in found["top5"]] == probs.argsort(descending=True)[:5].tolist()
     assert found["top5"][0]["name"] == data.ClipArt("val").classes[int(probs.argmax())]
 
-    # The projection shown first (layer 5, map 0), then another layer and map chosen with the pickers.
-    for layer, channel in ((5, 0), (2, 7)):
-        if (layer, channel) != (5, 0):
+    # The projection shown first: layer 5's strongest map for this picture (first on ties, as torch's argmax;
+    # the chapters show each layer's strongest map), then another layer and map chosen with the pickers.
+    strongest = int(deconv.feature_map(model, x, 5)[0].amax(dim=(1, 2)).argmax())
+    for layer, channel in ((5, strongest), (2, 7)):
+        if layer != 5:
             browser.execute_script("document.getElementById('zf-results').textContent = '{}';")
             Select(browser.find_element(By.ID, "zf-layer")).select_by_visible_text(str(layer))
             box = browser.find_element(By.ID, "zf-map")
@@ -138,6 +140,7 @@ def test_the_page_computes_what_pytorch_computes(browser, server, reference, pic
         y, xx = divmod(int(fmap.flatten().argmax()), fmap.shape[1])
         assert proj["unit"] == [y, xx]
         assert proj["activation"] == pytest.approx(float(fmap[y, xx]), rel=1e-4, abs=1e-6)
+        assert proj["activation"] > 0               # a live unit: its projection is a picture, not all zero
         ref = deconv.project(model, x, layer, channel, (y, xx))[0]
         assert proj["sum"] == pytest.approx(float(ref.sum()), rel=1e-3, abs=1e-4 * float(ref.abs().sum()))
         assert proj["abs_sum"] == pytest.approx(float(ref.abs().sum()), rel=1e-3)
@@ -202,6 +205,10 @@ def test_the_pure_functions_match_zfviz(browser, reference):
                 "return ZFBrowser.receptiveFieldBox(ZFNET_META.geometry[arguments[0] - 1], arguments[1], arguments[2],"
                 " 192, arguments[3]);", layer, y, x, clip)
             assert got == list(deconv.receptive_field_box(model, layer, (y, x), 192, clip=clip)), (layer, y, x, clip)
+    maps = torch.rand(4, 3, 5, generator=torch.Generator().manual_seed(1))
+    maps[2, 1, 3] = maps[3, 0, 0] = 5.0                 # a tie: the first map wins, as torch's argmax
+    got = browser.execute_script("return ZFBrowser.strongestMap(arguments[0], [4, 3, 5]);", maps.flatten().tolist())
+    assert got == int(maps.amax(dim=(1, 2)).argmax()) == 2
     values = torch.randn(3, 9, 7, generator=torch.Generator().manual_seed(0))
     got = browser.execute_script("return Array.from(ZFBrowser.stretchSymmetric(arguments[0]));",
                                  values.flatten().tolist())
