@@ -186,6 +186,27 @@ def test_a_picture_of_another_size_is_resized_and_cropped(browser, reference, pi
         assert found["top5"][0]["index"] == int(probs.argmax())
 
 
+def test_a_picture_dropped_on_the_box_is_read_as_an_uploaded_one(browser, reference, picture):
+    """The drop zone: a file dropped on it (a real File in a DataTransfer, as a drag from the desktop gives) is
+    classified exactly as the same file chosen with the input."""
+    import base64
+    model, preprocess, _ = reference
+    path, pixels = picture
+    _open(browser, (SITE / PAGE).as_uri())
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (ch) => ch.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+        document.getElementById("zf-drop").dispatchEvent(
+            new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));""",
+                           base64.b64encode(path.read_bytes()).decode())
+    found = _results(browser, "projection")
+    with torch.no_grad():
+        probs = model(preprocess(pixels.unsqueeze(0))).softmax(1)[0]
+    assert found["resized"] is False
+    assert np.allclose(found["probabilities"], probs.numpy(), atol=PROB_ATOL)
+
+
 def test_a_file_that_is_not_an_image_gets_a_clear_message(browser, tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("not a picture\n")
