@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book browser-assets test disk unit nbval cpu-paths cpu-avx2 cpu-plain browser venv vendor lock clean data train notebooks classroom
+.PHONY: book site browser-assets test disk unit nbval cpu-paths cpu-avx2 cpu-plain browser venv vendor lock clean data train notebooks classroom
 
 # MathJax, served from the site itself so that the pages work offline (see _config.yml). Not in _static/:
 # Jupyter Book adds every .js file under _static/ to every page.
@@ -48,6 +48,16 @@ browser-assets: $(STAMP)
 book: $(STAMP) $(VENDOR_STAMP) browser-assets
 	$(PY) scripts/book_cache.py
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+# The same site rendered from the chapters' stored outputs, without executing them: what `make test` opens in
+# the browser. By then nbval has run every chapter against those outputs on three CPU paths, so a fourth
+# execution (about 8 minutes on 2 cores) would check nothing new. `make book` executes, as a reader's build does.
+SITE_CONFIG := _build/config-stored-outputs.yml
+site: $(STAMP) $(VENDOR_STAMP) browser-assets
+	mkdir -p _build
+	sed 's/^\(  execute_notebooks:\).*/\1 "off"/' _config.yml > $(SITE_CONFIG)
+	grep -q '^  execute_notebooks: "off"$$' $(SITE_CONFIG)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going --config $(SITE_CONFIG)
 
 test: disk unit nbval cpu-paths browser
 	@$(MAKE) --no-print-directory disk
@@ -110,8 +120,9 @@ cpu-avx2: $(STAMP)
 cpu-plain: $(STAMP)
 	$(call cpu_pass,$(CPU_PLAIN),plain)
 
-# The built site in a real browser (tests/browser): builds the book, then opens every page offline.
-browser: book
+# The built site in a real browser (tests/browser): builds it (from the stored outputs: `site`), then opens every
+# page offline.
+browser: site
 	command -v chromedriver >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 	$(PY) -m pytest tests/browser
 
