@@ -1,13 +1,14 @@
 # Two commands on a fresh machine:
 #   make book   -> .venv with the locked dependencies, executes the chapters, writes _build/html
-#   make test   -> the same set-up, then the package's unit tests, nbval (strict) over book/, and the built
-#                  site opened in headless Chromium (make browser; installs chromium with apt-get if missing)
+#   make test   -> the same set-up, then nbval (strict) over book/, the package's unit tests and nbval under
+#                  three CPU code paths (make cpu-paths), and the built site opened in headless Chromium
+#                  (make browser; installs chromium with apt-get if missing)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book site browser-assets test disk unit nbval cpu-paths cpu-avx2 cpu-plain browser venv vendor lock clean data train notebooks classroom
+.PHONY: book site browser-assets test disk unit nbval cpu-paths $(CPU_PASSES) browser venv vendor lock clean data train notebooks classroom
 
 # MathJax, served from the site itself so that the pages work offline (see _config.yml). Not in _static/:
 # Jupyter Book adds every .js file under _static/ to every page.
@@ -59,12 +60,12 @@ site: $(STAMP) $(VENDOR_STAMP) browser-assets
 	grep -q '^  execute_notebooks: "off"$$' $(SITE_CONFIG)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going --config $(SITE_CONFIG)
 
-test: disk unit nbval cpu-paths browser
+test: disk nbval cpu-paths browser
 	@$(MAKE) --no-print-directory disk
 
 # CI machines differ in free disk (the venv alone is about 6.5 GB): say what is left, before and after, so that
 # a run that fills the disk is seen as such. Tests keep only a failing test's tmp_path (pyproject.toml) and
-# each CPU-path pass removes its folder when it passes.
+# each pass of cpu-paths removes its folder when it passes.
 disk:
 	@df -h . /tmp | sed 's/^/disk: /'
 
@@ -82,6 +83,7 @@ classroom: $(STAMP)
 UNIT  := -m pytest tests --ignore=tests/browser -p no:cacheprovider
 NBVAL := -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider book
 
+# What a developer runs: everything on this CPU, the chapters' 2 threads.
 unit: $(STAMP)
 	$(PY) $(UNIT)
 
@@ -89,36 +91,50 @@ nbval: $(STAMP)
 	$(PY) $(NBVAL)
 
 # Other CPUs add floats in another order (other vector widths, other oneDNN/MKL kernels, other thread counts),
-# so a test or a stored output that holds only on this CPU would fail there. Run the unit tests and nbval
-# again the way another machine would: PyTorch's AVX2 kernels (the common x86-64 without AVX-512), then its
-# plain C++ kernels with SSE4.1 oneDNN on 1 thread (the chapters read ZFVIZ_THREADS, default 2).
-# The classroom tests execute the chapters once more; there the native pass is enough, since the checks they
-# grade with are cells of the chapters, which nbval runs on all three paths.
+# so a test or a stored output that holds only on this CPU would fail there. `make test` runs nbval natively on
+# the chapters' 2 threads (above), then the unit tests and nbval again the way other machines would, on 1 thread:
+# natively, under PyTorch's AVX2 kernels (the common x86-64 without AVX-512), and under its plain C++ kernels
+# with SSE4.1 oneDNN (the chapters and tests/conftest.py read ZFVIZ_THREADS, default 2).
 # scripts/cpu_paths.py first shows that each switch really changes a float sum on this machine.
-# The two passes run side by side, each on 1 thread (one core each: the native pass covers 2 threads), each
-# with its own pytest folder; --output-sync prints each pass's output whole, once it has finished.
-CPU_AVX2  := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
-             OMP_NUM_THREADS=1 ZFVIZ_THREADS=1
-CPU_PLAIN := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2 \
-             OMP_NUM_THREADS=1 ZFVIZ_THREADS=1
+# The classroom tests execute the chapters once more (student notebooks, graded); the native path is enough
+# there, since the checks they grade with are cells of the chapters, which nbval runs on all three paths.
+# The 1-thread passes are independent, so they run two at a time (one core each), longest first, each in its
+# own pytest folder; --output-sync prints each one's output whole once it has finished. Measured on 2 cores:
+# plain nbval 15 min, classroom 10.5, AVX2 nbval 10, plain unit 6, AVX2 unit 4.5, native unit 3.5: about
+# 25 minutes for the six, where one after the other on 2 threads took 36.
+CPU_NATIVE := OMP_NUM_THREADS=1 ZFVIZ_THREADS=1
+CPU_AVX2   := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 $(CPU_NATIVE)
+CPU_PLAIN  := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2 $(CPU_NATIVE)
+CPU_PASSES := cpu-plain-nbval cpu-classroom cpu-avx2-nbval cpu-plain-unit cpu-avx2-unit cpu-native-unit
 
 cpu-paths: $(STAMP)
 	$(PY) scripts/cpu_paths.py "$(CPU_AVX2)" "$(CPU_PLAIN)"
-	$(MAKE) --no-print-directory -j2 --output-sync=target cpu-avx2 cpu-plain
+	$(MAKE) --no-print-directory -j2 --output-sync=target $(CPU_PASSES)
 
-# One pass: the unit tests (all but the classroom ones), then nbval, under the environment $(1), in _build/pytest-$(2).
+# One pass: pytest with the arguments $(3) under the environment $(1), in its own folder _build/pytest-$(2).
 define cpu_pass
 rm -rf _build/pytest-$(2) && mkdir -p _build/pytest-$(2)
-env $(1) $(PY) $(UNIT) -q -m "not classroom" --basetemp=_build/pytest-$(2)/unit
-env $(1) $(PY) $(NBVAL) -q --basetemp=_build/pytest-$(2)/nbval
+env $(1) $(PY) $(3) -q --basetemp=_build/pytest-$(2)/run
 rm -rf _build/pytest-$(2)
 endef
 
-cpu-avx2: $(STAMP)
-	$(call cpu_pass,$(CPU_AVX2),avx2)
+cpu-native-unit: $(STAMP)
+	$(call cpu_pass,$(CPU_NATIVE),native-unit,$(UNIT) -m "not classroom")
 
-cpu-plain: $(STAMP)
-	$(call cpu_pass,$(CPU_PLAIN),plain)
+cpu-classroom: $(STAMP)
+	$(call cpu_pass,$(CPU_NATIVE),classroom,$(UNIT) -m classroom)
+
+cpu-avx2-unit: $(STAMP)
+	$(call cpu_pass,$(CPU_AVX2),avx2-unit,$(UNIT) -m "not classroom")
+
+cpu-avx2-nbval: $(STAMP)
+	$(call cpu_pass,$(CPU_AVX2),avx2-nbval,$(NBVAL))
+
+cpu-plain-unit: $(STAMP)
+	$(call cpu_pass,$(CPU_PLAIN),plain-unit,$(UNIT) -m "not classroom")
+
+cpu-plain-nbval: $(STAMP)
+	$(call cpu_pass,$(CPU_PLAIN),plain-nbval,$(NBVAL))
 
 # The built site in a real browser (tests/browser): builds it (from the stored outputs: `site`), then opens every
 # page offline.

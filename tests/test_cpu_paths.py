@@ -1,5 +1,7 @@
 """`make cpu-paths` runs the suite again under other CPU code paths; these checks make sure it really does."""
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +36,32 @@ def test_the_plain_code_path_changes_a_float_sum():
     assert out.returncode == 0, out.stdout + out.stderr
     native, plain_row = out.stdout.splitlines()[1:3]
     assert "DEFAULT" in plain_row and native.split()[-4:] != plain_row.split()[-4:]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_test_runs_each_suite_on_each_code_path():
+    # `make -n` prints the commands without running them (the recursive make of cpu-paths is followed).
+    # What CI runs must keep every pass: nbval natively on the chapters' 2 threads; the unit tests natively,
+    # under AVX2 and under the plain kernels, on 1 thread; nbval under AVX2 and plain; the classroom tests once.
+    out = subprocess.run(["make", "-n", "--no-print-directory", "test"], cwd=ROOT, capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
+    assert out.returncode == 0, out.stderr
+    runs = [line for line in out.stdout.splitlines() if " -m pytest " in line]
+
+    def passes(suite: str) -> list[str]:
+        # the code path of each run of `suite`: native, avx2 or default, and its thread count
+        found = []
+        for line in runs:
+            if suite == "nbval" and "--nbval" not in line or suite != "nbval" and "--nbval" in line:
+                continue
+            if suite == "classroom" and "-m classroom" not in line or suite == "unit" and '-m "not classroom"' not in line:
+                continue
+            path = re.search(r"ATEN_CPU_CAPABILITY=(\w+)", line)
+            threads = re.search(r"ZFVIZ_THREADS=(\d)", line)
+            found.append(f"{path.group(1) if path else 'native'}/{threads.group(1) if threads else 2}")
+        return sorted(found)
+
+    assert passes("nbval") == ["avx2/1", "default/1", "native/2"]
+    assert passes("unit") == ["avx2/1", "default/1", "native/1"]
+    assert passes("classroom") == ["native/1"]
+    assert any("tests/browser" in line for line in runs)

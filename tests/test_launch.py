@@ -8,6 +8,7 @@ Binder: environment.yml must install the same pinned torch as the lock file and 
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata as md
 import json
 import re
@@ -74,12 +75,19 @@ def test_first_code_cell_installs_zfviz_on_colab(chapter):
     assert f'sys.path.insert(0, "{folder}")' in first
 
 
+@functools.cache
+def _module_distributions() -> dict[str, list[str]]:
+    # top-level module -> the installed distributions providing it. It reads every installed distribution's
+    # file list (the venv holds thousands of files): once per session, not once per code cell.
+    return md.packages_distributions()
+
+
 def _undeclared(source: str, extras=("colab",)) -> set[str]:
     """Third-party modules ``source`` imports that neither zfviz's dependencies nor the given extras install."""
     declared = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
     for extra in extras:
         declared |= {_requirement_name(r) for r in PYPROJECT["project"]["optional-dependencies"][extra]}
-    dists = md.packages_distributions()      # top-level module -> the installed distributions providing it
+    dists = _module_distributions()
     # `google.colab` exists only on Colab, where the install guard looks for it.
     return {m for m in _imported_top_modules(source)
             if m not in sys.stdlib_module_names and m not in ("zfviz", "google")
